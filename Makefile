@@ -1,0 +1,58 @@
+# IntelliPost developer commands. The two that matter: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A Python 3.13 that is already on the machine: uv must never download one.
+PYTHON313 ?= $(shell for p in /root/.pyenv/versions/3.13.*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13 python3.13; do \
+	if "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then echo "$$p"; break; fi; done)
+# uv from PATH when it answers, else a copy bootstrapped into .tools/ with pip.
+UV ?= $(shell if uv --version >/dev/null 2>&1; then echo uv; else echo $(CURDIR)/.tools/uv/bin/uv; fi)
+
+export UV_PYTHON := $(PYTHON313)
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+export UV_NO_PROGRESS := 1
+
+LOG_FORMAT ?= console
+RUN := $(UV) run --frozen --no-sync
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-only lint fmt bench demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/uv/bin/uv:
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
+	$(PYTHON313) -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools/uv uv
+
+.venv/.synced: uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml | $(filter $(CURDIR)/.tools/%,$(UV))
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
+	$(UV) sync --locked --all-packages
+	@touch $@
+
+install: .venv/.synced ## Create .venv with every component and the dev tools (bootstraps uv)
+
+run: install ## Start the whole fleet on embedded defaults (Ctrl-C stops it)
+	@mkdir -p var
+	INTELLIPOST_LOG_FORMAT=$${INTELLIPOST_LOG_FORMAT:-$(LOG_FORMAT)} $(RUN) honcho -f deploy/local/Procfile -d . start
+
+lint: install ## ruff (lint + format check) and mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy shared/src gateway/src services/*/src sandbox/src tests bench
+
+fmt: install ## Format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+test-only: install ## Run the test suite without lint
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test: lint test-only ## Lint, type-check and run every test
+
+bench: install ## Gateway and logger benchmarks (see docs/BENCHMARKS.md)
+	$(RUN) python -m bench.run
+
+clean: ## Remove local state and caches
+	rm -rf var .venv .tools .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""IntelliPost API gateway: one entry point that routes, authenticates, correlates and traces."""

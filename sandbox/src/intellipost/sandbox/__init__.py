@@ -1,0 +1,1 @@
+"""A local stand-in of the MercadoLibre API (in-memory) for development and tests."""

@@ -1,0 +1,1 @@
+"""IntelliPost ai content service: listing generation, quality control and caching."""

@@ -1,0 +1,1 @@
+"""IntelliPost MercadoLibre service: marketplace connection, publishing, the shared rate limit."""

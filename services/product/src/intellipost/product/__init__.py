@@ -1,0 +1,1 @@
+"""IntelliPost product service: products, images and the listing lifecycle."""

@@ -1,0 +1,1 @@
+"""IntelliPost user service: accounts, sessions and signing keys."""

@@ -1,0 +1,1 @@
+"""Shared machinery for every IntelliPost component: config, logs, traces, health, errors."""

@@ -1,0 +1,204 @@
+"""Pure ASGI middleware: correlation and request ids, baggage, traceresponse, access log."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable
+
+import orjson
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.util.types import AttributeValue
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from intellipost.shared.context import (
+    authorization_var,
+    correlation_id_var,
+    request_id_var,
+    user_id_var,
+)
+from intellipost.shared.errors import PROBLEM_MEDIA_TYPE, problem_body
+from intellipost.shared.logging import get_structured_logger
+from intellipost.shared.tracecontext import format_traceresponse
+
+CORRELATION_HEADER = "x-correlation-id"
+REQUEST_HEADER = "x-request-id"
+BAGGAGE_KEY = "correlation_id"
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BAGGAGE_ITEM = re.compile(r"(?:^|,)\s*correlation_id\s*=\s*([^,;\s]*)")
+_QUIET_PREFIX = "/health"
+
+log = get_structured_logger("shared.correlation")
+
+
+def valid_correlation_id(value: str) -> bool:
+    return _VALID_ID.fullmatch(value) is not None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _from_baggage(raw: str) -> str | None:
+    match = _BAGGAGE_ITEM.search(raw)
+    return match.group(1) if match else None
+
+
+class CorrelationMiddleware:
+    """Gives every request a trusted correlation id and its own request id.
+
+    An incoming ``X-Correlation-ID`` (or the ``correlation_id`` baggage member) is kept when
+    it matches ``^[A-Za-z0-9._:-]{1,128}$``; otherwise a new UUID replaces it and a
+    low-severity security event records why, never the raw value. Both ids are echoed on the
+    response with a W3C ``traceresponse``; outgoing calls pick them up from contextvars and
+    OTel baggage. One access line is written per request (health probes only when they fail).
+    Exceptions that escape the app become a problem+json 500 here, so that the response
+    still carries the ids and the access line its status.
+    """
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.access_log = get_structured_logger(service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        began = time.perf_counter()
+        incoming: str | None = None
+        baggage_header: str | None = None
+        authorization: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                incoming = value.decode("latin-1")
+            elif name == b"baggage":
+                baggage_header = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        if incoming is None and baggage_header is not None:
+            incoming = _from_baggage(baggage_header)
+
+        if incoming is None:
+            correlation_id = new_id()
+        elif valid_correlation_id(incoming):
+            correlation_id = incoming
+        else:
+            correlation_id = new_id()
+            log.security_event(
+                "invalid_correlation_id",
+                "low",
+                reason="does not match ^[A-Za-z0-9._:-]{1,128}$",
+                length=len(incoming),
+                replaced_by=correlation_id,
+                client=_client(scope),
+            )
+        request_id = new_id()
+
+        span = trace.get_current_span()
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            attributes: dict[str, AttributeValue] = {
+                "correlation.id": correlation_id,
+                "request.id": request_id,
+            }
+            span.set_attributes(attributes)
+        traceresponse = (
+            format_traceresponse(span_context).encode() if span_context.is_valid else None
+        )
+
+        tokens = (
+            correlation_id_var.set(correlation_id),
+            request_id_var.set(request_id),
+            authorization_var.set(authorization),
+            user_id_var.set(None),
+        )
+        ctx_token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, correlation_id))
+        extra_headers = [
+            (b"x-correlation-id", correlation_id.encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if traceresponse is not None:
+            extra_headers.append((b"traceresponse", traceresponse))
+
+        status = 0
+        sent = 0
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = _merge(message.get("headers", ()), extra_headers)
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        except Exception as exc:
+            if status:
+                log.exception("unhandled error after the response started", path=scope["path"])
+                raise
+            log.exception(
+                "unhandled error",
+                path=scope["path"],
+                method=scope["method"],
+                error=type(exc).__name__,
+            )
+            body = orjson.dumps(
+                problem_body(
+                    500,
+                    title="Internal Server Error",
+                    detail="The server could not complete the request; it has been logged.",
+                    instance=scope["path"],
+                )
+            )
+            await send_with_ids(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_with_ids({"type": "http.response.body", "body": body})
+        finally:
+            path: str = scope["path"]
+            if status >= 400 or not path.startswith(_QUIET_PREFIX):
+                route = scope.get("route")
+                self.access_log.access(
+                    method=scope["method"],
+                    path=path,
+                    route=getattr(route, "path", None),
+                    status=status,
+                    duration_ms=(time.perf_counter() - began) * 1000,
+                    response_bytes=sent,
+                    client=_client(scope),
+                )
+            otel_context.detach(ctx_token)
+            for var, token in zip(
+                (correlation_id_var, request_id_var, authorization_var, user_id_var),
+                tokens,
+                strict=True,
+            ):
+                var.reset(token)
+
+
+def _merge(
+    headers: Iterable[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    # The ids this hop decided win over anything an upstream (or the app) put there.
+    ours = {name for name, _ in extra}
+    merged = [(n, v) for n, v in headers if n.lower() not in ours]
+    merged.extend(extra)
+    return merged
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
