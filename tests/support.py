@@ -43,6 +43,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def echo_upstream(tmp: Path) -> Component:
+    """The raw ASGI echo app of tests/gateway/echo_app.py under uvicorn, on a free port."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", "tests.gateway.echo_app:app",
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return Component("echo", port, base_env(tmp), tmp / f"echo-{port}.log", argv=argv)
+
+
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     """Environment for a component process: isolated var dir, JSON logs, no root .env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INTELLIPOST_", "OTEL_"))}
@@ -64,11 +74,19 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
 class Component:
     """A real component process (``python -m intellipost.<module>``) on a free port."""
 
-    def __init__(self, module: str, port: int, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        module: str,
+        port: int,
+        env: Mapping[str, str],
+        log_path: Path,
+        argv: list[str] | None = None,
+    ) -> None:
         self.module = module
         self.port = port
         self.env = dict(env)
         self.log_path = log_path
+        self.argv = argv or [sys.executable, "-m", f"intellipost.{module}"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,7 +98,7 @@ class Component:
         env = {**self.env, prefix + "PORT": str(self.port)}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"intellipost.{self.module}"],
+            self.argv,
             env=env,
             cwd=REPO,
             stdout=log,
@@ -122,6 +140,15 @@ class Component:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Records matching ``predicate``, waiting for them: a line may follow the response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.log_records() if predicate(r)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def log_records(self) -> list[dict[str, Any]]:
         records = []
@@ -247,6 +274,149 @@ class TokenIssuer:
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+# --- Real HTTP peers ---------------------------------------------------------------------
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP trace receiver: components export real protobuf spans to it."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self._server: Any = None
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def serve(self) -> OtlpReceiver:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                request = ExportTraceServiceRequest.FromString(self.rfile.read(length))
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        (
+                            a.value.string_value
+                            for a in resource_spans.resource.attributes
+                            if a.key == "service.name"
+                        ),
+                        "",
+                    )
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            receiver.spans.append(
+                                {
+                                    "service": service,
+                                    "name": span.name,
+                                    "kind": span.kind,
+                                    "trace_id": span.trace_id.hex(),
+                                    "span_id": span.span_id.hex(),
+                                    "parent_span_id": span.parent_span_id.hex(),
+                                    "attributes": {
+                                        a.key: _otlp_value(a.value) for a in span.attributes
+                                    },
+                                }
+                            )
+                body = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def wait_for(self, predicate: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [s for s in list(self.spans) if predicate(s)]
+            if found:
+                return found
+            time.sleep(0.1)
+        return []
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _otlp_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class EchoServer:
+    """A plain HTTP server answering every request with what it received, as JSON."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._server: Any = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def serve(self) -> EchoServer:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length) if length else b""
+                seen = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode(errors="replace"),
+                }
+                echo.requests.append(seen)
+                out = json.dumps(seen).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -52,6 +52,8 @@ _REPLACED = frozenset(
     }
 )
 _DROP_REQUEST = HOP_BY_HOP | _REPLACED
+# uvicorn writes its own Date; a second one from the upstream would duplicate it.
+_DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 # Small bodies are read whole and sent in one ASGI message; larger ones stream.
 _BUFFER_LIMIT = 64 * 1024
 
@@ -60,6 +62,10 @@ _BUFFER_LIMIT = 64 * 1024
 class Upstream:
     name: str
     url: URL
+
+    @property
+    def base(self) -> str:
+        return str(self.url)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -125,10 +131,12 @@ class Proxy:
         if correlation_id:
             headers["X-Correlation-ID"] = correlation_id
 
+        # Path and query go upstream byte for byte as the client sent them (no re-quoting).
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        url = upstream.url.with_path(raw_path.decode("latin-1"), encoded=True)
+        target = upstream.base + raw_path.decode("latin-1")
         if scope["query_string"]:
-            url = url.with_query(scope["query_string"].decode("latin-1"))
+            target += "?" + scope["query_string"].decode("latin-1")
+        url = URL(target, encoded=True)
 
         data: bytes | AsyncIterator[bytes] | None = None
         if has_body:
@@ -166,7 +174,7 @@ class Proxy:
                 response_headers = [
                     (name.lower(), value)
                     for name, value in response.raw_headers
-                    if name.lower() not in HOP_BY_HOP
+                    if name.lower() not in _DROP_RESPONSE
                 ]
                 length = response.content_length
                 if method == "HEAD" or (length is not None and length <= _BUFFER_LIMIT):

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
 
 from intellipost.shared.auth import verifier_for
@@ -23,6 +24,13 @@ from intellipost.shared.logging import configure_logging, get_structured_logger
 from intellipost.shared.telemetry import instrument_fastapi, setup_telemetry, shutdown_telemetry
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+NATIVE_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def load_config[C: BaseModuleConfig](cls: type[C]) -> C:
@@ -109,6 +117,10 @@ def create_service_app(
             log.info("service stopped")
 
     app = FastAPI(
+        # FastAPI's native telemetry would trace every request a second time (next to the
+        # OpenTelemetry instrumentation, or the gateway's own span) and export request
+        # bodies and raw validation input to OTel logs, bypassing our redaction.
+        telemetry=NATIVE_TELEMETRY_OFF,
         title=title,
         description=description,
         version=config.service_version,

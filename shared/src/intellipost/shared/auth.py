@@ -22,6 +22,8 @@ from intellipost.shared.logging import get_structured_logger
 ALLOWED_ALGORITHMS = ("EdDSA", "ES256")
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
 CLOCK_SKEW_SECONDS = 5
+# Far above any token we issue; a larger header is refused before anything parses it.
+MAX_TOKEN_LENGTH = 8192
 
 log = get_structured_logger("shared.auth")
 
@@ -48,19 +50,29 @@ class JwksCache:
 
     An unknown ``kid`` triggers a refetch (a key was just rotated in), but no more often than
     every ``min_refresh_seconds``, so a flood of forged kids cannot turn into a flood of
-    fetches.
+    fetches. ``generation`` changes whenever the set of keys does, so a cache of verified
+    tokens can tell that a key it relied on may have been rotated out.
     """
 
     def __init__(self, url: str, *, max_age_seconds: float, min_refresh_seconds: float) -> None:
         self.url = url
         self.max_age_seconds = max_age_seconds
         self.min_refresh_seconds = min_refresh_seconds
+        self.generation = 0
         self._keys: dict[str, PyJWK] = {}
+        self._raw: dict[str, dict[str, Any]] = {}
         self._fetched_at = 0.0
         self._attempted_at = -1e9
+        self._pinned = False
         self._lock = asyncio.Lock()
 
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
     async def get(self, kid: str) -> PyJWK | None:
+        if self._pinned:
+            return self._keys.get(kid)
         stale = time.monotonic() - self._fetched_at > self.max_age_seconds
         if kid not in self._keys or stale:
             await self._refresh(force=kid not in self._keys)
@@ -77,22 +89,46 @@ class JwksCache:
             try:
                 response = await get_service_client().get(self.url, forward_auth=False)
                 response.raise_for_status()
-                keys: dict[str, PyJWK] = {}
-                for jwk in response.json().get("keys", []):
-                    if "kid" in jwk and jwk.get("alg") in ALLOWED_ALGORITHMS:
-                        keys[jwk["kid"]] = PyJWK(jwk, jwk["alg"])
+                document = response.json()
+                if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+                    raise ValueError("not a JWK set")
             except Exception as exc:
                 # Keep serving with the keys we have; the next unknown kid retries later.
                 log.warning("could not refresh JWKS", url=self.url, error=type(exc).__name__)
                 return
-            self._keys = keys
+            changed = self._load(document["keys"])
             self._fetched_at = now
-            log.info("JWKS refreshed", url=self.url, kids=sorted(keys))
+            if changed:
+                log.info("JWKS refreshed", url=self.url, kids=sorted(self._keys))
+
+    def _load(self, jwks: list[Any]) -> bool:
+        """Replace the keys with the usable ones in ``jwks``; True when the set changed."""
+        keys: dict[str, PyJWK] = {}
+        raw: dict[str, dict[str, Any]] = {}
+        for jwk in jwks:
+            if not isinstance(jwk, dict) or jwk.get("alg") not in ALLOWED_ALGORITHMS:
+                continue
+            kid = jwk.get("kid")
+            if not isinstance(kid, str) or not kid or jwk.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[kid] = PyJWK(jwk, jwk["alg"])
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+                # One malformed entry must not cost us the good keys next to it.
+                log.warning("ignoring unusable JWK", url=self.url, kid=kid)
+                continue
+            raw[kid] = jwk
+        changed = raw != self._raw
+        self._keys, self._raw = keys, raw
+        if changed:
+            self.generation += 1
+        return changed
 
     def set_keys(self, jwks: dict[str, Any]) -> None:
-        """Load a key set directly (the user service verifies with its own keys this way)."""
-        self._keys = {k["kid"]: PyJWK(k, k["alg"]) for k in jwks.get("keys", [])}
+        """Pin a key set (the user service verifies with its own keys, never over HTTP)."""
+        self._load(list(jwks.get("keys", [])))
         self._fetched_at = time.monotonic()
+        self._pinned = True
 
 
 class TokenVerifier:
@@ -120,6 +156,8 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidTokenError("too long")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

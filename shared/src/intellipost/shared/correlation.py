@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 import orjson
 from opentelemetry import baggage, trace
@@ -42,8 +43,9 @@ def new_id() -> str:
 
 
 def _from_baggage(raw: str) -> str | None:
+    # Baggage values are percent-encoded (W3C Baggage); ':' arrives as %3A.
     match = _BAGGAGE_ITEM.search(raw)
-    return match.group(1) if match else None
+    return unquote(match.group(1)) if match else None
 
 
 class CorrelationMiddleware:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import os
 import re
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from datetime import time as dtime
@@ -23,12 +27,13 @@ from opentelemetry.trace import INVALID_SPAN, get_current_span
 from intellipost.shared.context import correlation_id_var, request_id_var, user_id_var
 
 if TYPE_CHECKING:
-    from loguru import Message, Record
+    from loguru import Message
 
 __all__ = [
     "StructuredLogger",
     "configure_logging",
     "get_structured_logger",
+    "is_secret_name",
     "redact",
     "redact_text",
 ]
@@ -173,11 +178,12 @@ def _safe_str(value: object) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Return `value` ready to log: secrets masked at any depth, odd objects made text.
+    """Return a copy of `value` ready to log: secrets masked at any depth.
 
-    Dict entries whose key is a secret name (see `is_secret_name`) get `"[REDACTED]"`;
-    strings go through `redact_text`; lists, tuples and sets are walked; objects that
-    aren't JSON-native are rendered with `str()` and then redacted as text.
+    Mapping entries whose key is a secret name (see `is_secret_name`) get `"[REDACTED]"`;
+    strings go through `redact_text`; mappings, lists, tuples and sets are walked (into
+    dicts with string keys and lists); objects JSON can't hold are rendered with `str()`
+    and then redacted as text.
     """
     kind = type(value)
     if kind is str:
@@ -185,10 +191,11 @@ def redact(value: Any) -> Any:
     if kind in _PLAIN_TYPES or isinstance(value, _NATIVE_TYPES):
         return value
     if isinstance(value, Mapping):
-        return {
-            k: REDACTED if isinstance(k, str) and is_secret_name(k) else redact(v)
-            for k, v in value.items()
-        }
+        redacted = {}
+        for key, item in value.items():
+            name = key if type(key) is str else _safe_str(key)  # JSON keys are strings
+            redacted[name] = REDACTED if is_secret_name(name) else redact(item)
+        return redacted
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(item) for item in value]
     return redact_text(_safe_str(value))
@@ -216,33 +223,24 @@ _RESERVED: Final = frozenset(
         "exception",
     }
 )
-# Keys this module puts in loguru's `extra`; anything else there came from someone
-# calling loguru directly (`logger.bind(...)`) and is rendered like a field.
-_LOGGER_KEY: Final = "_ip_logger"
-_FIELDS_KEY: Final = "_ip_fields"
-_ORIGIN_KEY: Final = "_ip_origin"
-_INTERNAL_KEYS: Final = frozenset({_LOGGER_KEY, _FIELDS_KEY, _ORIGIN_KEY})
-
 _MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 _second_prefix: tuple[int, str] = (-1, "")
 
 
 def _utc_timestamp() -> str:
-    # The sink runs synchronously inside the logging call (enqueue=False), so the clock
-    # now is the record's time to well within a millisecond, and reading it is ten times
-    # cheaper than converting loguru's local-time datetime to UTC.
     global _second_prefix
     now = time.time()
     second = int(now)
     cached_second, prefix = _second_prefix
     if second != cached_second:
+        # The date part changes once a second; formatting it is the slow bit.
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_prefix = (second, prefix)
     return prefix + _MILLIS[int((now - second) * 1000)]
 
 
 def _add_fields(out: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    # The hot path: flat str/int/float fields, each checked with a dict lookup.
+    # The hot path is flat str/int/float fields, each checked with one dict lookup.
     secret_names = _secret_name_cache
     for key, value in fields.items():
         if key in _RESERVED:
@@ -260,65 +258,17 @@ def _add_fields(out: dict[str, Any], fields: Mapping[str, Any]) -> None:
             out[key] = redact(value)
 
 
-def _exception_field(record: Record, formatted: str) -> dict[str, str] | None:
-    exception = record["exception"]
-    if exception is None or exception.type is None:
-        return None
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def _exception_field(exc_info: ExcInfo) -> dict[str, str]:
+    type_, value, tb = exc_info
+    stack = "".join(traceback.format_exception(type_, value, tb)).rstrip("\n")
     return {
-        "type": exception.type.__name__,
-        "message": redact_text(_safe_str(exception.value)),
-        # loguru already formatted the traceback into the message (format=""), so reuse it.
-        "stack": redact_text(formatted.strip("\n")),
+        "type": type_.__name__,
+        "message": redact_text(_safe_str(value)),
+        "stack": redact_text(stack),
     }
-
-
-def _build(record: Record, formatted: str, settings: _Settings) -> dict[str, Any]:
-    extra = record["extra"]
-    origin = extra.get(_ORIGIN_KEY)
-    if origin is None:
-        module, function, line = record["module"], record["function"], record["line"]
-    else:
-        module, function, line = origin
-    span = get_current_span()
-    if span is INVALID_SPAN:
-        trace_id = span_id = None
-    else:
-        context = span.get_span_context()
-        valid = context.is_valid
-        trace_id = f"{context.trace_id:032x}" if valid else None
-        span_id = f"{context.span_id:016x}" if valid else None
-    out: dict[str, Any] = {
-        "timestamp": _utc_timestamp(),
-        "level": record["level"].name,
-        "logger": extra.get(_LOGGER_KEY) or record["name"],
-        "message": redact_text(record["message"]),
-        "service": settings.service,
-        "environment": settings.environment,
-        "version": settings.version,
-        "correlation_id": correlation_id_var.get(),
-        "request_id": request_id_var.get(),
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "module": module,
-        "function": function,
-        "line": line,
-    }
-    user_id = user_id_var.get()
-    if user_id is not None:
-        out["user_id"] = user_id
-    fields = extra.get(_FIELDS_KEY)
-    if fields:
-        _add_fields(out, fields)
-    if len(extra) > (_LOGGER_KEY in extra) + (fields is not None) + (origin is not None):
-        _add_fields(out, {k: v for k, v in extra.items() if k not in _INTERNAL_KEYS})
-    if record["exception"] is not None:
-        exception = _exception_field(record, formatted)
-        if exception is not None:
-            out["exception"] = exception
-    return out
-
-
-_JSON_OPTIONS: Final = orjson.OPT_APPEND_NEWLINE
 
 
 def _degrade(value: Any) -> Any:
@@ -327,18 +277,18 @@ def _degrade(value: Any) -> Any:
         return {_safe_str(k): _degrade(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_degrade(v) for v in value]
-    if isinstance(value, (str, bool, float)) or value is None:
+    if isinstance(value, (str, bool, float, *_NATIVE_TYPES)) or value is None:
         return value
     if isinstance(value, int) and -(2**63) <= value < 2**64:
         return value
     return _safe_str(value)
 
 
-def _to_json(out: dict[str, Any]) -> bytes:
+def _render_json(out: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(out, default=str, option=_JSON_OPTIONS)
+        return orjson.dumps(out, default=str, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # orjson.JSONEncodeError
-        return orjson.dumps(_degrade(out), option=_JSON_OPTIONS)
+        return orjson.dumps(_degrade(out), option=orjson.OPT_APPEND_NEWLINE)
 
 
 _COLORS: Final = {
@@ -359,11 +309,11 @@ def _console_value(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _console_line(out: dict[str, Any], color: bool) -> str:
+def _render_console(out: dict[str, Any], color: bool) -> bytes:
     dim, cyan, reset = ("\x1b[2m", "\x1b[36m", "\x1b[0m") if color else ("", "", "")
     level = out["level"]
     level_color = _COLORS.get(level, "") if color else ""
-    head = (
+    line = (
         f"{dim}{out['timestamp'][11:23]}{reset} {level_color}{level:<5}{reset} "
         f"{cyan}{out['logger']}{reset}  {out['message']}"
     )
@@ -372,60 +322,155 @@ def _console_line(out: dict[str, Any], color: bool) -> str:
         pairs.append(f"user_id={out['user_id']}")
     if out["correlation_id"]:
         pairs.append(f"cid={str(out['correlation_id'])[:8]}")
-    line = f"{head}  {dim}{' '.join(pairs)}{reset}" if pairs else head
+    if pairs:
+        line = f"{line}  {dim}{' '.join(pairs)}{reset}"
     if "exception" in out:
-        # A traceback is the one thing worth more lines than one in a developer's terminal.
+        # A traceback is the one thing worth more than one line in a developer's terminal.
         line = f"{line}\n{out['exception']['stack']}"
-    return line + "\n"
+    return f"{line}\n".encode()
 
 
-class _Settings:
-    __slots__ = ("environment", "service", "version")
-
-    def __init__(self, service: str, environment: str, version: str) -> None:
-        self.service = service
-        self.environment = environment
-        self.version = version
+_module_names: dict[str, str] = {}
 
 
-def _make_sink(
-    stream: TextIO, settings: _Settings, fmt: Literal["json", "console"]
-) -> Callable[[Message], None]:
-    if fmt == "console":
-        color = bool(getattr(stream, "isatty", lambda: False)())
+def _module_name(filename: str) -> str:
+    """`module` as stdlib logging spells it: the file name without its extension."""
+    name = _module_names.get(filename)
+    if name is None:
+        name = _module_names[filename] = os.path.splitext(os.path.basename(filename))[0]
+    return name
 
-        def render(message: Message) -> bytes:
-            out = _build(message.record, message, settings)
-            return _console_line(out, color).encode()
 
-    else:
+# Keys this module puts in loguru's `extra`; anything else there came from code calling
+# loguru directly (`logger.bind(...)`) and is rendered like a field.
+_LOGGER_KEY: Final = "_ip_logger"
+_ORIGIN_KEY: Final = "_ip_origin"
 
-        def render(message: Message) -> bytes:
-            return _to_json(_build(message.record, message, settings))
 
-    buffer: IO[bytes] | None = getattr(stream, "buffer", None)
-    encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "")
-    if buffer is not None and encoding == "utf8":
-        # Skip the text layer: orjson already produced UTF-8 bytes.
-        stream.flush()
-        write_bytes, flush_bytes = buffer.write, buffer.flush
+class _Sink:
+    """The one place records are rendered and written, one line each."""
 
-        def sink(message: Message) -> None:
-            write_bytes(render(message))
-            flush_bytes()
+    def __init__(
+        self,
+        stream: TextIO,
+        service: str,
+        environment: str,
+        version: str,
+        fmt: Literal["json", "console"],
+    ) -> None:
+        self._stream = stream  # closing a text stream closes its buffer: keep it alive
+        self._service = service
+        self._environment = environment
+        self._version = version
+        self._color = fmt == "console" and bool(getattr(stream, "isatty", lambda: False)())
+        self._json = fmt == "json"
+        # A reentrant lock, so a signal handler that logs between write and flush can't
+        # deadlock; rendering happens outside it.
+        self._lock = threading.RLock()
+        buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+        encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "")
+        self._bytes = buffer is not None and encoding == "utf8"
+        if buffer is not None and self._bytes:
+            stream.flush()  # whatever was printed before must come out first
+            self._write: Callable[[Any], object] = buffer.write
+            self._flush = buffer.flush
+        else:
+            self._write = stream.write
+            self._flush = stream.flush
 
-        # Closing the text stream closes its buffer, so keep it alive as long as the sink.
-        sink.stream = stream  # type: ignore[attr-defined]
+    def emit(
+        self,
+        level: str,
+        logger: str,
+        message: str,
+        module: str,
+        function: str,
+        line: int,
+        fields: Mapping[str, Any] | None,
+        exc_info: ExcInfo | None,
+    ) -> None:
+        """Render and write one record; never raises, whatever the fields or the stream do."""
+        try:
+            data = self._render(level, logger, message, module, function, line, fields, exc_info)
+        except Exception as error:  # e.g. a self-referencing field: keep the line, say why
+            problem = {"log_error": f"{type(error).__name__}: {_safe_str(error)}"}
+            data = self._render(level, logger, message, module, function, line, problem, None)
+        with self._lock:
+            try:
+                self._write(data if self._bytes else data.decode())
+                self._flush()
+            except Exception as error:  # a closed pipe or a full disk must not fail a request
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"intellipost.shared.logging: write failed: {error!r}\n")
 
-        return sink
+    def _render(
+        self,
+        level: str,
+        logger: str,
+        message: str,
+        module: str,
+        function: str,
+        line: int,
+        fields: Mapping[str, Any] | None,
+        exc_info: ExcInfo | None,
+    ) -> bytes:
+        # This runs in the logging call's thread and context, so the contextvars and the
+        # current span are the caller's, and the clock is the record's time.
+        span = get_current_span()
+        if span is INVALID_SPAN:
+            trace_id = span_id = None
+        else:
+            context = span.get_span_context()
+            trace_id = f"{context.trace_id:032x}" if context.is_valid else None
+            span_id = f"{context.span_id:016x}" if context.is_valid else None
+        out: dict[str, Any] = {
+            "timestamp": _utc_timestamp(),
+            "level": level,
+            "logger": logger,
+            "message": redact_text(message if type(message) is str else _safe_str(message)),
+            "service": self._service,
+            "environment": self._environment,
+            "version": self._version,
+            "correlation_id": correlation_id_var.get(),
+            "request_id": request_id_var.get(),
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "module": module,
+            "function": function,
+            "line": line,
+        }
+        user_id = user_id_var.get()
+        if user_id is not None:
+            out["user_id"] = user_id
+        if fields:
+            _add_fields(out, fields)
+        if exc_info is not None:
+            out["exception"] = _exception_field(exc_info)
+        return _render_json(out) if self._json else _render_console(out, self._color)
 
-    write_text, flush_text = stream.write, stream.flush
-
-    def text_sink(message: Message) -> None:
-        write_text(render(message).decode())
-        flush_text()
-
-    return text_sink
+    def write_loguru(self, message: Message) -> None:
+        """The loguru sink: stdlib records (through _InterceptHandler) and direct loguru calls."""
+        record = message.record
+        extra = record["extra"]
+        origin = extra.get(_ORIGIN_KEY)
+        if origin is None:
+            module, function, line = record["module"], record["function"], record["line"]
+        else:
+            module, function, line = origin
+        exception = record["exception"]
+        exc_info = None
+        if exception is not None and exception.type is not None and exception.value is not None:
+            exc_info = (exception.type, exception.value, exception.traceback)
+        self.emit(
+            record["level"].name,
+            extra.get(_LOGGER_KEY) or record["name"] or "",
+            record["message"],
+            module,
+            function,
+            line,
+            {k: v for k, v in extra.items() if k != _LOGGER_KEY and k != _ORIGIN_KEY},
+            exc_info,
+        )
 
 
 # --------------------------------------------------------------------------- stdlib bridge
@@ -436,7 +481,7 @@ _LOGRECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (),
     "color_message",  # uvicorn's coloured duplicate of the message
 }
 _LOGURU_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
-# Libraries that install their own handlers; theirs would print every line a second time.
+# Libraries that install handlers of their own, which would print every line a second time.
 _ROUTED_LOGGERS: Final = (
     "uvicorn",
     "uvicorn.error",
@@ -462,15 +507,12 @@ class _InterceptHandler(logging.Handler):
         try:
             level = record.levelname if record.levelname in _LOGURU_LEVELS else record.levelno
             exc_info = record.exc_info
-            exception = exc_info if exc_info and exc_info[0] is not None else None
-            bound: dict[str, Any] = {
-                _LOGGER_KEY: record.name,
-                _ORIGIN_KEY: (record.module, record.funcName, record.lineno),
-            }
-            fields = {k: v for k, v in vars(record).items() if k not in _LOGRECORD_ATTRS}
-            if fields:
-                bound[_FIELDS_KEY] = fields
-            _loguru.opt(exception=exception).bind(**bound).log(level, record.getMessage())
+            extra = {k: v for k, v in vars(record).items() if k not in _LOGRECORD_ATTRS}
+            extra[_LOGGER_KEY] = record.name
+            extra[_ORIGIN_KEY] = (record.module, record.funcName, record.lineno)
+            _loguru.opt(exception=exc_info if exc_info and exc_info[0] else None).bind(**extra).log(
+                level, record.getMessage()
+            )
         except Exception:
             self.handleError(record)
 
@@ -492,8 +534,9 @@ def _route_stdlib_logging(level_no: int) -> None:
 
 # --------------------------------------------------------------------------- public API
 
-# Records below this level return before any work; configure_logging sets it.
+# Read on every call: records below _min_level return before doing any work.
 _min_level = 0
+_sink: _Sink | None = None
 
 
 def configure_logging(
@@ -509,24 +552,24 @@ def configure_logging(
 
     Idempotent: previous loguru handlers are removed, so calling it again never
     duplicates lines. uvicorn (run it with `log_config=None`), SQLAlchemy, httpx and the
-    rest of stdlib logging go through the same sink; uvicorn's access log is disabled
-    because `StructuredLogger.access` writes the project's own.
+    rest of stdlib logging go through loguru into the same sink; uvicorn's access log is
+    disabled because `StructuredLogger.access` writes the project's own.
     """
-    global _min_level
+    global _min_level, _sink
     level_no = _loguru.level(level.upper()).no
-    settings = _Settings(service, environment, version)
+    new_sink = _Sink(sink if sink is not None else sys.stdout, service, environment, version, fmt)
     _loguru.remove()
     _loguru.add(
-        _make_sink(sink if sink is not None else sys.stdout, settings, fmt),
+        new_sink.write_loguru,
         level=level_no,
-        format="",  # loguru appends the formatted traceback, which becomes `exception.stack`
+        format="{message}",
         colorize=False,
         backtrace=False,
         diagnose=False,  # never render local variables: they hold the secrets
         enqueue=False,  # the sink must run in the caller's context to read its contextvars
         catch=True,
     )
-    _min_level = level_no
+    _sink, _min_level = new_sink, level_no
     _route_stdlib_logging(level_no)
 
 
@@ -538,27 +581,25 @@ _SECURITY_LEVELS: Final = {
 }
 
 
-def _exc_info(value: object) -> Any:
+def _exc_info(value: object) -> ExcInfo | None:
     if isinstance(value, BaseException):
         return (type(value), value, value.__traceback__)
     if isinstance(value, tuple):
-        return value if value and value[0] is not None else None
+        return cast(ExcInfo, value) if len(value) == 3 and value[0] is not None else None
     if value:
-        info = sys.exc_info()
-        return info if info[0] is not None else None
+        type_, error, tb = sys.exc_info()
+        return (type_, error, tb) if type_ is not None and error is not None else None
     return None
 
 
 class StructuredLogger:
     """A named logger whose keyword arguments become top-level JSON fields."""
 
-    __slots__ = ("_fields", "_loguru", "name")
+    __slots__ = ("_fields", "name")
 
     def __init__(self, name: str, fields: dict[str, Any] | None = None) -> None:
         self.name = name
         self._fields = fields or {}
-        # depth=2 skips _emit and the public method, so records point at our caller.
-        self._loguru = _loguru.opt(depth=2).bind(**{_LOGGER_KEY: name})
 
     def __repr__(self) -> str:
         return f"StructuredLogger({self.name!r})"
@@ -570,21 +611,35 @@ class StructuredLogger:
         msg: str,
         fields: dict[str, Any],
         depth: int = 0,
-        exception: Any = None,
+        exc_info: ExcInfo | None = None,
     ) -> None:
+        """Write a record attributed to the caller `depth` frames above the public method."""
         if level_no < _min_level:
             return
         if self._fields:
             fields = {**self._fields, **fields}
-        if "exc_info" in fields:
-            fields = dict(fields)
-            exception = _exc_info(fields.pop("exc_info"))
-        log = self._loguru
-        if depth or exception is not None:
-            log = log.opt(depth=2 + depth, exception=exception)
-        if fields:
-            log = log.bind(**{_FIELDS_KEY: fields})
-        log.log(level, msg)
+        if "exc_info" in fields:  # fields is always a fresh dict here, so pop is safe
+            exc_info = _exc_info(fields.pop("exc_info"))
+        sink = _sink
+        if sink is None:
+            # Not configured yet (a script, an import-time message): loguru's default
+            # handler prints it; depth=2 skips this method and the public one.
+            _loguru.opt(depth=2 + depth, exception=exc_info).bind(**fields).log(level, msg)
+            return
+        # Rendering here rather than through loguru's per-record dispatch makes a line
+        # about three times cheaper; it matters on the gateway, which logs every request.
+        frame = sys._getframe(2 + depth)
+        code = frame.f_code
+        sink.emit(
+            level,
+            self.name,
+            msg,
+            _module_name(code.co_filename),
+            code.co_name,
+            frame.f_lineno,
+            fields,
+            exc_info,
+        )
 
     def debug(self, msg: str, **fields: Any) -> None:
         self._emit("DEBUG", 10, msg, fields)
@@ -603,7 +658,7 @@ class StructuredLogger:
 
     def exception(self, msg: str, **fields: Any) -> None:
         """Log at ERROR with the exception being handled (call it from an `except`)."""
-        self._emit("ERROR", 40, msg, fields, exception=_exc_info(True))
+        self._emit("ERROR", 40, msg, fields, exc_info=_exc_info(True))
 
     def bind(self, **fields: Any) -> StructuredLogger:
         """A logger that adds `fields` to every line it writes."""
@@ -628,6 +683,7 @@ class StructuredLogger:
         severity: Literal["low", "medium", "high", "critical"],
         **fields: Any,
     ) -> None:
+        """A security-relevant event (failed login, rejected token...), routed by event_type."""
         level, level_no = _SECURITY_LEVELS.get(severity, ("WARNING", 30))
         self._emit(
             level,
@@ -677,8 +733,8 @@ class StructuredLogger:
         """Time a block (`with log.timed("db.query"):`) or every call of a function.
 
         Works as a decorator on sync and async functions. Emits a performance record
-        with `duration_ms` and `success`; an exception is logged as `success=False`
-        with its `error_type`, then re-raised.
+        with `duration_ms` and `success`; when an exception escapes, `success` is False,
+        `error_type` names it, and it is re-raised.
         """
         return _Timer(self, operation, fields)
 
@@ -692,7 +748,7 @@ class _Timer:
         self._fields = fields
         self._start = 0.0
 
-    def _done(self, start: float, error: BaseException | None, depth: int) -> None:
+    def _done(self, start: float, error: BaseException | None) -> None:
         duration_ms = (time.perf_counter() - start) * 1000
         fields: dict[str, Any] = {
             "event_type": "performance",
@@ -703,9 +759,8 @@ class _Timer:
         }
         if error is not None:
             fields["error_type"] = type(error).__name__
-        self._log._emit(
-            "INFO", 20, f"{self._operation} took {duration_ms:.2f}ms", fields, depth=depth
-        )
+        # depth=1: attribute the record to whoever called __exit__ or the wrapper.
+        self._log._emit("INFO", 20, f"{self._operation} took {duration_ms:.2f}ms", fields, depth=1)
 
     def __enter__(self) -> Self:
         self._start = time.perf_counter()
@@ -717,7 +772,7 @@ class _Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._done(self._start, exc, depth=1)
+        self._done(self._start, exc)
 
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(fn):
@@ -728,9 +783,9 @@ class _Timer:
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as error:
-                    self._done(start, error, depth=1)
+                    self._done(start, error)
                     raise
-                self._done(start, None, depth=1)
+                self._done(start, None)
                 return result
 
             return cast(Callable[P, R], async_timed)
@@ -741,9 +796,9 @@ class _Timer:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as error:
-                self._done(start, error, depth=1)
+                self._done(start, error)
                 raise
-            self._done(start, None, depth=1)
+            self._done(start, None)
             return result
 
         return timed

@@ -49,6 +49,8 @@ def serve(app: str, config: BaseModuleConfig) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # X-Forwarded-* are handled explicitly (the gateway sets them; nothing trusts a client).
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.graceful_timeout_seconds),
         timeout_keep_alive=75,
     )
