@@ -126,7 +126,10 @@ def test_request_body_streams_to_the_upstream(fleet: Fleet) -> None:
 
 def test_response_body_streams_back(fleet: Fleet) -> None:
     with httpx.stream(
-        "GET", fleet.gateway.url + "/api/v1/products/stream?parts=6", timeout=10
+        "GET",
+        fleet.gateway.url + "/api/v1/products/stream?parts=6",
+        headers={"Authorization": fleet.authorization},
+        timeout=10,
     ) as response:
         assert response.status_code == 200
         chunks = list(response.iter_raw())

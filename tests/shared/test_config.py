@@ -121,8 +121,25 @@ def test_production_accepts_real_secrets(clean_env: Path, monkeypatch: pytest.Mo
         for name, field in cls.model_fields.items():
             if isinstance(field.default, SecretStr):
                 monkeypatch.setenv(cls.env_name(name), f"real-{name}-a8f3kq02l")
+    # A signing key is checked to be a usable PEM, so it needs a real one.
+    monkeypatch.setenv("INTELLIPOST_USER_JWT_PRIVATE_KEY", _ed25519_pem())
     for cls in CONFIG_CLASSES:
         assert cls().is_production
+
+
+def _ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
 
 
 def test_production_refusal_is_one_clear_line_at_startup(tmp_path: Path) -> None:

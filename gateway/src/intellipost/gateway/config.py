@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from intellipost.gateway.auth import parse_public_route
 from intellipost.shared.app import load_config
 from intellipost.shared.config import AuthMixin, BaseModuleConfig, module_config
 
@@ -17,6 +20,16 @@ DEFAULT_ROUTES = {
     "/api/v1/mercadolibre": "mercadolibre",
     "/api/v1/content": "ai_content",
 }
+
+# Reachable without an access token. The MercadoLibre callback is where the browser lands
+# back from MercadoLibre's consent page: the service knows the user by the OAuth `state`.
+DEFAULT_PUBLIC_ROUTES = [
+    "POST /api/v1/auth/register",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/refresh",
+    "GET /.well-known/jwks.json",
+    "GET /api/v1/mercadolibre/callback",
+]
 
 
 class GatewayConfig(BaseModuleConfig, AuthMixin):
@@ -52,6 +65,23 @@ class GatewayConfig(BaseModuleConfig, AuthMixin):
     readiness_timeout_seconds: float = Field(
         1.0, gt=0, description="Timeout of each upstream readiness probe."
     )
+    public_routes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_PUBLIC_ROUTES),
+        description="Routes open without an access token: 'METHOD /path-prefix', comma separated.",
+    )
+    token_cache_size: int = Field(
+        10000, ge=0, description="Verified access tokens remembered until they expire (0: none)."
+    )
+
+    @field_validator("public_routes", mode="before")
+    @classmethod
+    def _split_public_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                parse_public_route(str(entry))
+        return value
 
     def upstreams(self) -> dict[str, str]:
         return {

@@ -1,4 +1,4 @@
-"""The gateway's ASGI app: span -> correlation -> size guard -> proxy or gateway routes."""
+"""The gateway's ASGI app: span -> correlation -> edge auth -> size guard -> proxy or own routes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intellipost.gateway.api import router
+from intellipost.gateway.auth import EdgeAuthMiddleware, PublicRoutes
 from intellipost.gateway.config import GatewayConfig, get_config
 from intellipost.gateway.proxy import Proxy, send_problem
 from intellipost.gateway.tracing import ROUTE_KEY, ServerSpanMiddleware
@@ -92,6 +93,12 @@ def create_app(config: GatewayConfig | None = None) -> ASGIApp:
     )
     app: ASGIApp = Dispatcher(proxy, api)
     app = MaxBodySizeMiddleware(app, max_bytes=int(config.max_request_body_mb * 1024 * 1024))
+    app = EdgeAuthMiddleware(
+        app,
+        verifier=api.state.verifier,
+        public_routes=PublicRoutes(config.public_routes, open_prefixes=_OWN_PREFIXES),
+        cache_size=config.token_cache_size,
+    )
     app = CorrelationMiddleware(app, service=config.service_name)
     return ServerSpanMiddleware(app)
 
