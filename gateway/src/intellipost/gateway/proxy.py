@@ -146,6 +146,8 @@ class Proxy:
             else:
                 data = first.get("body", b"")
 
+        # Few attributes: the SDK validates each one, and this runs on every request. The
+        # query string stays out of the span (it may carry secrets).
         span = self.tracer.start_span(
             method,
             kind=SpanKind.CLIENT,
@@ -153,8 +155,7 @@ class Proxy:
                 "http.request.method": method,
                 "server.address": upstream.address[0],
                 "server.port": upstream.address[1],
-                "url.full": str(url),
-                "peer.service": upstream.name,
+                "url.path": scope["path"],
             },
         )
         propagate.inject(headers, context=trace.set_span_in_context(span))

@@ -53,23 +53,15 @@ class ServerSpanMiddleware:
         parent = propagate.extract(carrier, getter=_getter) if carrier else None
 
         method: str = scope["method"]
-        client = scope.get("client")
+        # The required stable-convention attributes and little more: the SDK validates each
+        # attribute, and this runs on every request. The query string stays out (secrets).
         attributes: dict[str, str | int] = {
             "http.request.method": method,
             "url.path": scope["path"],
             "url.scheme": scope.get("scheme", "http"),
         }
-        if scope.get("query_string"):
-            attributes["url.query"] = scope["query_string"].decode("latin-1")
-        if client:
-            attributes["client.address"] = client[0]
         if user_agent:
             attributes["user_agent.original"] = user_agent
-        server = scope.get("server")
-        if server:
-            attributes["server.address"] = server[0]
-            if server[1] is not None:
-                attributes["server.port"] = server[1]
 
         span = self.tracer.start_span(
             method, context=parent, kind=SpanKind.SERVER, attributes=attributes

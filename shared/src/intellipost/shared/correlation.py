@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from urllib.parse import unquote
 
 import orjson
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intellipost.shared.context import (
@@ -39,7 +38,13 @@ def valid_correlation_id(value: str) -> bool:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID4 string, built directly: `str(uuid.uuid4())` costs several times more
+    and this runs on every request of every hop."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _from_baggage(raw: str) -> str | None:
@@ -103,11 +108,7 @@ class CorrelationMiddleware:
         span = trace.get_current_span()
         span_context = span.get_span_context()
         if span_context.is_valid:
-            attributes: dict[str, AttributeValue] = {
-                "correlation.id": correlation_id,
-                "request.id": request_id,
-            }
-            span.set_attributes(attributes)
+            span.set_attribute("correlation.id", correlation_id)
         traceresponse = (
             format_traceresponse(span_context).encode() if span_context.is_valid else None
         )

@@ -15,7 +15,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 from intellipost.shared.config import BaseModuleConfig
 from intellipost.shared.logging import get_structured_logger
@@ -62,9 +62,11 @@ def setup_telemetry(config: BaseModuleConfig) -> TracerProvider:
             "deployment.environment.name": config.environment,
         }
     )
-    provider = TracerProvider(
-        resource=resource, sampler=ParentBased(TraceIdRatioBased(config.otel_sample_ratio))
+    # At ratio 1 the ratio sampler only costs time: every new trace is sampled anyway.
+    root = (
+        ALWAYS_ON if config.otel_sample_ratio >= 1 else TraceIdRatioBased(config.otel_sample_ratio)
     )
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root))
     endpoint = otlp_endpoint(config)
     if endpoint:
         provider.add_span_processor(BatchSpanProcessor(_exporter(config, endpoint)))
