@@ -1,0 +1,1 @@
+"""Content providers: the embedded rule-based generator and the LLM APIs behind one contract."""
