@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import subprocess
 import sys
@@ -123,6 +125,10 @@ def test_production_accepts_real_secrets(clean_env: Path, monkeypatch: pytest.Mo
                 monkeypatch.setenv(cls.env_name(name), f"real-{name}-a8f3kq02l")
     # A signing key is checked to be a usable PEM, so it needs a real one.
     monkeypatch.setenv("INTELLIPOST_USER_JWT_PRIVATE_KEY", _ed25519_pem())
+    # The token encryption key must be base64 of 32 bytes (AES-256).
+    monkeypatch.setenv(
+        "INTELLIPOST_MERCADOLIBRE_TOKEN_ENCRYPTION_KEY", base64.b64encode(os.urandom(32)).decode()
+    )
     for cls in CONFIG_CLASSES:
         assert cls().is_production
 
