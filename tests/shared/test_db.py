@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -43,6 +45,6 @@ async def test_sessions_reach_the_modules_own_database(database_url: str) -> Non
         await db.dispose()
 
 
-def test_default_url_is_a_sqlite_file_under_the_var_dir(tmp_path: object) -> None:
-    config = UserConfig(var_dir="var-x")
-    assert Database(config).url == "sqlite+aiosqlite:///var-x/user.db"
+def test_default_url_is_a_sqlite_file_under_the_var_dir(tmp_path: Path) -> None:
+    config = UserConfig(var_dir=tmp_path / "state")
+    assert Database(config).url == f"sqlite+aiosqlite:///{tmp_path}/state/user.db"
