@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -62,8 +62,9 @@ class VerifiedTokens:
     oldest.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, *, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries
+        self.clock = clock
         self._entries: dict[bytes, tuple[float, str, int]] = {}
 
     def __len__(self) -> int:
@@ -74,16 +75,16 @@ class VerifiedTokens:
         if entry is None:
             return None
         expires, user_id, made_under = entry
-        if made_under != generation or expires <= time.time():
+        if made_under != generation or expires <= self.clock():
             del self._entries[digest]
             return None
         return user_id
 
     def put(self, digest: bytes, user_id: str, expires: float, generation: int) -> None:
-        if self.max_entries <= 0 or expires <= time.time():
+        now = self.clock()
+        if self.max_entries <= 0 or expires <= now:
             return
         if len(self._entries) >= self.max_entries:
-            now = time.time()
             for key in [k for k, (exp, _, _) in self._entries.items() if exp <= now]:
                 del self._entries[key]
             while len(self._entries) >= self.max_entries:
@@ -129,7 +130,9 @@ class EdgeAuthMiddleware:
             return
         digest = hashlib.sha256(token.encode("latin-1")).digest()
         jwks = self.verifier.jwks
-        user_id = self.verified.get(digest, jwks.generation)
+        # A stale key set skips the cache: verifying refetches it, and a key rotated out
+        # since then stops its tokens here within the JWKS cache time.
+        user_id = None if jwks.stale else self.verified.get(digest, jwks.generation)
         if user_id is None:
             try:
                 principal = await self.verifier.verify(token)

@@ -70,10 +70,15 @@ class JwksCache:
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
+    @property
+    def stale(self) -> bool:
+        """Whether the next verification will refetch the keys (never, when pinned)."""
+        return not self._pinned and time.monotonic() - self._fetched_at > self.max_age_seconds
+
     async def get(self, kid: str) -> PyJWK | None:
         if self._pinned:
             return self._keys.get(kid)
-        stale = time.monotonic() - self._fetched_at > self.max_age_seconds
+        stale = self.stale
         if kid not in self._keys or stale:
             await self._refresh(force=kid not in self._keys)
         return self._keys.get(kid)

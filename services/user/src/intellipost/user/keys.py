@@ -47,7 +47,7 @@ def algorithm_for(key: SigningKey | PublicKey) -> str:
         return "EdDSA"
     if isinstance(key.curve, ec.SECP256R1):
         return "ES256"
-    raise UnusableKeyError(f"EC curve {key.curve.name} is not supported; use P-256 or Ed25519")
+    raise UnusableKeyError(f"uses curve {key.curve.name}; only Ed25519 and EC P-256 are supported")
 
 
 def public_jwk(key: PublicKey) -> dict[str, Any]:
