@@ -525,6 +525,11 @@ def _route_stdlib_logging(level_no: int) -> None:
         routed = logging.getLogger(name)
         routed.handlers.clear()
         routed.propagate = True
+    # httpx logs every request at INFO; the services already log what they call and why,
+    # so its per-request lines would only double the volume. Its warnings still come through.
+    if level_no < logging.WARNING:
+        for chatty in ("httpx", "httpcore"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     # The project writes its own access line (StructuredLogger.access).
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
