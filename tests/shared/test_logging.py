@@ -304,7 +304,7 @@ def test_library_handlers_are_replaced_and_uvicorn_access_is_silenced() -> None:
     configure_logging(service="gw", environment="test", version="1", sink=buffer)
 
     logging.getLogger("uvicorn.error").warning("shutting down")
-    logging.getLogger("httpx").info("HTTP Request: GET http://user/health 200")
+    logging.getLogger("httpx").warning("HTTP Request: GET http://user/health 503")
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
     # Even a handler uvicorn attaches afterwards must not print its access line.
     logging.getLogger("uvicorn.access").addHandler(logging.StreamHandler(stray))
@@ -709,7 +709,7 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 
 def test_message_and_stdlib_messages_are_redacted(out: io.StringIO) -> None:
     get_structured_logger("gateway").warning(f"rejected Authorization: Bearer {JWT}")
-    logging.getLogger("httpx").info("retrying with password=%s", "hunter2")
+    logging.getLogger("httpx").warning("retrying with password=%s", "hunter2")
 
     ours, theirs = records(out)
     assert ours["message"] == "rejected Authorization: Bearer [REDACTED]"
@@ -817,3 +817,11 @@ def test_a_failing_stream_does_not_raise(capsys: pytest.CaptureFixture[str]) -> 
     get_structured_logger("user").info("into the void")
 
     assert "write failed" in capsys.readouterr().err
+
+
+def test_httpx_per_request_info_lines_are_dropped_but_its_warnings_kept() -> None:
+    buffer = io.StringIO()
+    configure_logging(service="t", environment="test", version="1", sink=buffer)
+    logging.getLogger("httpx").info('HTTP Request: GET http://user/info "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("connection pool is full")
+    assert [r["message"] for r in records(buffer)] == ["connection pool is full"]
