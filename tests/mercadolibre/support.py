@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,11 +45,16 @@ def start_service(
     name: str = "mercadolibre",
     port: int | None = None,
     callback_port: int | None = None,
+    settings: Mapping[str, str] | None = None,
     **extra: str,
 ) -> Component:
     port = port or free_port()
     env = service_env(
-        tmp, sandbox=sandbox, issuer=issuer, callback_port=callback_port or port, **extra
+        tmp,
+        sandbox=sandbox,
+        issuer=issuer,
+        callback_port=callback_port or port,
+        **{**(settings or {}), **extra},
     )
     return Component("mercadolibre", port, env, tmp / f"{name}.log").start(wait="/health/ready")
 

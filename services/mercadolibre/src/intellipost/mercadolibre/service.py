@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from intellipost.mercadolibre.client import MercadoLibreClient, MercadoLibreError, TokenSet
+from intellipost.mercadolibre.client import MercadoLibreClient, MercadoLibreError
 from intellipost.mercadolibre.config import MercadoLibreConfig
 from intellipost.mercadolibre.crypto import TokenCipher, TokenDecryptError
 from intellipost.mercadolibre.locks import Locks, LockTimeoutError
@@ -218,14 +218,13 @@ class ConnectionService:
                 connection = await self._active(user_id)
                 if not self._due(connection):
                     return self._open(connection, "access"), connection
-                tokens = await self._refresh(connection)
+                access = await self._refresh(connection)
         except LockTimeoutError:
             # Someone else is still refreshing; the current token may well still work.
             if connection.access_expires_at > utcnow():
                 return self._open(connection, "access"), connection
             raise
-        refreshed = await self._active(user_id)
-        return tokens.access_token, refreshed
+        return access, await self._active(user_id)
 
     async def _active(self, user_id: str) -> Connection:
         connection = await self.repository.get(user_id)
@@ -235,13 +234,22 @@ class ConnectionService:
             raise reconnect_required()
         return connection
 
-    async def _refresh(self, connection: Connection) -> TokenSet:
+    async def _refresh(self, connection: Connection) -> str:
+        """Spend the refresh token; the new access token."""
         user_id = connection.user_id
         try:
             tokens = await self.client.refresh(self._open(connection, "refresh"))
         except MercadoLibreError as exc:
             if exc.status not in (400, 401):
                 raise
+            latest = await self.repository.get(user_id)
+            if (
+                latest is not None
+                and latest.status == "active"
+                and latest.refresh_token != connection.refresh_token
+            ):
+                # Another replica refreshed first (its lock had run out): use what it stored.
+                return self._open(latest, "access")
             await self.repository.mark_revoked(user_id)
             log.security_event(
                 "mercadolibre_refresh_refused", "medium", user_id=user_id, error=exc.error
@@ -255,7 +263,7 @@ class ConnectionService:
             scopes=tokens.scope,
         )
         log.info("MercadoLibre token refreshed", user_id=user_id, expires_in=tokens.expires_in)
-        return tokens
+        return tokens.access_token
 
     async def token_if_connected(self, user_id: str) -> str | None:
         """The user's token for calls that also work without one (category search)."""
