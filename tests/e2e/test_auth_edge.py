@@ -352,6 +352,9 @@ def test_register_login_call_refresh_logout_through_the_gateway(edge: Edge) -> N
     )
     ended = edge.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert ended.status_code == 401
+    secrets = {PASSWORD, tokens["access_token"], tokens["refresh_token"], pair["refresh_token"]}
+    for component in (edge.gateway, edge.user):
+        assert not [s for s in secrets if s in component.output()], component.module
 
 
 def alg_none(edge: Edge) -> str:

@@ -15,14 +15,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from intellipost.user.keys import private_pem, public_jwk
-from tests.support import Component, TokenIssuer, base_env, create_pg_database, drop_pg_database
-from tests.support import free_port as free_port_
+from tests.support import (
+    Component,
+    TokenIssuer,
+    base_env,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+)
 from tests.user.conftest import FAST_ARGON2_ENV, GOOD_PASSWORD
 
 MAX_ATTEMPTS = 3
 
 
-class UserService:
+class UserProcess:
     """A running user service, the key it signs with, and every secret the tests used."""
 
     def __init__(self, component: Component, key: Ed25519PrivateKey, database_url: str) -> None:
@@ -80,7 +86,7 @@ def start_user_service(tmp: Path, database_url: str, key: Ed25519PrivateKey) -> 
         INTELLIPOST_USER_MAX_LOGIN_ATTEMPTS=str(MAX_ATTEMPTS),
         **FAST_ARGON2_ENV,
     )
-    port = free_port_()
+    port = free_port()
     return Component("user", port, env, tmp / f"user-{port}.log").start(wait="/health/startup")
 
 
@@ -99,11 +105,11 @@ async def database(
 
 
 @pytest.fixture(scope="module")
-def user(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserService]:
+def user(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserProcess]:
     tmp = tmp_path_factory.mktemp("user")
     key = Ed25519PrivateKey.generate()
     component = start_user_service(tmp, database, key)
-    service = UserService(component, key, database)
+    service = UserProcess(component, key, database)
     try:
         yield service
     finally:
@@ -121,7 +127,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def test_register_login_me_refresh_logout(user: UserService) -> None:
+def test_register_login_me_refresh_logout(user: UserProcess) -> None:
     address = user.register()
     tokens = user.login(f"  {address.upper()} ")
     assert tokens["token_type"] == "Bearer"
@@ -159,7 +165,7 @@ def test_register_login_me_refresh_logout(user: UserService) -> None:
     assert_problem(after, 401)
 
 
-def test_a_weak_password_gets_one_422_listing_every_rule(user: UserService) -> None:
+def test_a_weak_password_gets_one_422_listing_every_rule(user: UserProcess) -> None:
     user.secrets.add("weakpass")
     response = user.post(
         "/api/v1/auth/register",
@@ -196,19 +202,19 @@ def test_a_weak_password_gets_one_422_listing_every_rule(user: UserService) -> N
     ],
 )
 def test_malformed_bodies_get_a_problem_naming_the_field(
-    user: UserService, body: dict[str, Any], field: str
+    user: UserProcess, body: dict[str, Any], field: str
 ) -> None:
     problem = assert_problem(user.post("/api/v1/auth/register", body), 422)
     assert field in {e["field"] for e in problem["errors"]}
 
 
-def test_a_taken_email_is_409(user: UserService) -> None:
+def test_a_taken_email_is_409(user: UserProcess) -> None:
     address = user.register()
     body = {"email": address, "password": GOOD_PASSWORD, "first_name": "A", "last_name": "B"}
     assert_problem(user.post("/api/v1/auth/register", body), 409)
 
 
-def test_wrong_password_and_unknown_email_answer_identically(user: UserService) -> None:
+def test_wrong_password_and_unknown_email_answer_identically(user: UserProcess) -> None:
     address = user.register()
     user.secrets.add("Wr0ng-password!")
     wrong = user.post("/api/v1/auth/login", {"email": address, "password": "Wr0ng-password!"})
@@ -223,7 +229,7 @@ def test_wrong_password_and_unknown_email_answer_identically(user: UserService) 
     assert set(wrong.headers) == set(unknown.headers)
 
 
-def test_lockout_is_423_with_retry_after(user: UserService) -> None:
+def test_lockout_is_423_with_retry_after(user: UserProcess) -> None:
     address = user.register()
     statuses = [
         user.post("/api/v1/auth/login", {"email": address, "password": "Wr0ng-password!"})
@@ -236,7 +242,7 @@ def test_lockout_is_423_with_retry_after(user: UserService) -> None:
     assert body["type"].endswith("/account-locked")
 
 
-def test_a_reused_refresh_token_ends_the_session(user: UserService) -> None:
+def test_a_reused_refresh_token_ends_the_session(user: UserProcess) -> None:
     tokens = user.login(user.register())
     rotated = user.post("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]})
     assert rotated.status_code == 200
@@ -276,7 +282,7 @@ def race_refreshes(urls: list[str], token: str) -> list[int]:
 
 
 def test_concurrent_refreshes_across_two_replicas_let_exactly_one_through(
-    user: UserService, tmp_path: Path
+    user: UserProcess, tmp_path: Path
 ) -> None:
     # A second process on the same database: the rule must hold across replicas.
     replica = start_user_service(tmp_path, user.database_url, user.key)
@@ -291,7 +297,7 @@ def test_concurrent_refreshes_across_two_replicas_let_exactly_one_through(
         replica.stop()
 
 
-def test_jwks_publishes_the_key_named_by_the_tokens(user: UserService) -> None:
+def test_jwks_publishes_the_key_named_by_the_tokens(user: UserProcess) -> None:
     tokens = user.login(user.register())
     response = user.client.get("/.well-known/jwks.json")
     assert response.status_code == 200
@@ -306,7 +312,7 @@ def test_jwks_publishes_the_key_named_by_the_tokens(user: UserService) -> None:
     "forgery",
     ["stranger key", "expired", "wrong audience", "wrong issuer", "no token", "not bearer"],
 )
-def test_the_service_verifies_tokens_itself(user: UserService, forgery: str) -> None:
+def test_the_service_verifies_tokens_itself(user: UserProcess, forgery: str) -> None:
     # Defence in depth: a request that never went through the gateway gets no further.
     headers = {
         "stranger key": bearer(TokenIssuer().token()),
@@ -321,7 +327,7 @@ def test_the_service_verifies_tokens_itself(user: UserService, forgery: str) -> 
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
-def test_patch_me_refuses_fields_it_does_not_own(user: UserService) -> None:
+def test_patch_me_refuses_fields_it_does_not_own(user: UserProcess) -> None:
     address = user.register()
     tokens = user.login(address)
     response = user.client.patch(
@@ -334,7 +340,7 @@ def test_patch_me_refuses_fields_it_does_not_own(user: UserService) -> None:
     assert me.json()["email"] == address
 
 
-def test_password_change_over_http_ends_the_other_sessions(user: UserService) -> None:
+def test_password_change_over_http_ends_the_other_sessions(user: UserProcess) -> None:
     address = user.register()
     here = user.login(address)
     there = user.login(address)
@@ -358,7 +364,7 @@ def test_password_change_over_http_ends_the_other_sessions(user: UserService) ->
     assert user.login(address, "N3w-password!!")
 
 
-def test_user_id_is_on_every_line_of_an_authenticated_request(user: UserService) -> None:
+def test_user_id_is_on_every_line_of_an_authenticated_request(user: UserProcess) -> None:
     tokens = user.login(user.register())
     user_id = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]
     correlation = f"uid-check-{uuid.uuid4().hex}"
@@ -377,7 +383,7 @@ def test_user_id_is_on_every_line_of_an_authenticated_request(user: UserService)
     assert all(r.get("user_id") == user_id for r in lines), lines
 
 
-def test_security_events_audits_and_no_secret_in_any_log_line(user: UserService) -> None:
+def test_security_events_audits_and_no_secret_in_any_log_line(user: UserProcess) -> None:
     # Runs last in the module: the log holds everything the tests above did.
     records = user.component.log_records()
     events = {r.get("security_event") for r in records}
