@@ -314,3 +314,30 @@ async def test_current_user_dependency_verifies_and_sets_the_log_context(
             assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
             assert refused.headers["content-type"] == "application/problem+json"
             assert refused.json()["type"].endswith("/invalid-token")
+
+
+def is_stale(cache: JwksCache) -> bool:
+    # Read through a call: mypy would otherwise keep an earlier assert's narrowing.
+    return cache.stale
+
+
+async def test_keys_older_than_the_cache_time_are_refetched_at_the_next_verification(
+    issuer: TokenIssuer, jwks_server: JwksServer
+) -> None:
+    verifier = make_verifier(jwks_server.url)
+    await verifier.verify(issuer.token())
+    assert not is_stale(verifier.jwks)
+    verifier.jwks._fetched_at -= 301  # as if the cache time (300 s) had passed
+    assert is_stale(verifier.jwks)
+    jwks_server.publish(TokenIssuer())  # meanwhile the issuer's key was rotated out
+    with pytest.raises(InvalidTokenError, match="unknown key id"):
+        await verifier.verify(issuer.token())
+    assert jwks_server.hits == 2
+    assert not is_stale(verifier.jwks)
+
+
+def test_pinned_keys_never_go_stale(issuer: TokenIssuer) -> None:
+    cache = JwksCache("http://127.0.0.1:9/unused", max_age_seconds=1, min_refresh_seconds=0)
+    cache.set_keys(issuer.jwks())
+    cache._fetched_at -= 10
+    assert not cache.stale
