@@ -118,6 +118,17 @@ async def test_registration_can_be_closed(stack: Stack) -> None:
     assert await users_named(stack, address) == []
 
 
+def test_registration_is_open_by_default_except_in_production() -> None:
+    from intellipost.user.config import UserConfig
+
+    assert UserConfig(environment="development").registration_open
+    assert UserConfig(environment="staging").registration_open
+    production = UserConfig.model_construct(environment="production", registration_enabled=None)
+    assert not production.registration_open
+    opened = UserConfig.model_construct(environment="production", registration_enabled=True)
+    assert opened.registration_open
+
+
 # --- sign-in -----------------------------------------------------------------------------
 
 

@@ -23,7 +23,10 @@ class UserConfig(BaseModuleConfig, DatabaseMixin, AuthMixin):
     module = "user"
 
     port: int = Field(8001, ge=1, le=65535, description="Port to bind.")
-    registration_enabled: bool = Field(True, description="Whether new accounts may register.")
+    registration_enabled: bool | None = Field(
+        None,
+        description="Whether new accounts may register; unset means yes except in production.",
+    )
     jwt_expire_minutes: int = Field(30, ge=1, le=1440, description="Access token lifetime.")
     session_expire_hours: int = Field(24, ge=1, description="Refresh token lifetime.")
     remember_me_expire_days: int = Field(
@@ -67,6 +70,12 @@ class UserConfig(BaseModuleConfig, DatabaseMixin, AuthMixin):
         except UnusableKeyError as exc:
             raise ConfigError(f"{self.env_name('jwt_previous_public_key')} {exc}") from None
         return self
+
+    @property
+    def registration_open(self) -> bool:
+        if self.registration_enabled is None:
+            return not self.is_production
+        return self.registration_enabled
 
 
 @lru_cache

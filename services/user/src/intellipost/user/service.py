@@ -117,7 +117,7 @@ class UserService:
     # --- registration --------------------------------------------------------------------
 
     async def register(self, email: str, password: str, first_name: str, last_name: str) -> User:
-        if not self.config.registration_enabled:
+        if not self.config.registration_open:
             raise ProblemError(
                 403,
                 "Registration of new accounts is closed.",
