@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Iterator
@@ -174,6 +175,26 @@ def test_a_retry_with_the_same_key_returns_the_same_item_and_lists_once(s: Stack
     stats = s.control.stats()["calls"]
     assert stats["POST /items"] == 1
     assert stats["POST /pictures/items/upload"] == 1
+
+
+async def test_a_concurrent_request_with_the_same_key_is_told_to_retry(s: Stack) -> None:
+    s.control.faults(latency_ms=300)
+    same = key()
+    headers = {**auth(s.token), "Idempotency-Key": same}
+    url = f"{s.service.url}{API}/listings"
+    async with httpx.AsyncClient(timeout=60) as client:
+        first = asyncio.create_task(client.post(url, json=listing(), headers=headers))
+        # The first request spends >= 1.2 s on MercadoLibre's (delayed) answers.
+        await asyncio.sleep(0.6)
+        second = await client.post(url, json=listing(), headers=headers)
+        done = await first
+    assert done.status_code == 201, done.text
+    assert second.status_code == 409
+    assert second.json()["type"].endswith("/idempotency-key-in-use")
+    assert second.headers["retry-after"] == "1"
+    assert s.control.calls("POST /items") == 1
+    replay = s.publish(listing(), same)
+    assert replay.json()["item_id"] == done.json()["item_id"]
 
 
 def test_same_key_with_a_different_body_is_refused(s: Stack) -> None:
