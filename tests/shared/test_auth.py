@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -341,3 +342,22 @@ def test_pinned_keys_never_go_stale(issuer: TokenIssuer) -> None:
     cache.set_keys(issuer.jwks())
     cache._fetched_at -= 10
     assert not cache.stale
+
+
+async def test_without_any_key_yet_a_failed_fetch_is_retried_after_a_second(
+    issuer: TokenIssuer,
+) -> None:
+    # The gateway often starts before the user service: its first JWKS fetch fails.
+    server = JwksServer(issuer).serve()
+    verifier = make_verifier(server.url, min_refresh_seconds=60)
+    server.document = {"not": "a key set"}
+    with pytest.raises(InvalidTokenError, match="unknown key id"):
+        await verifier.verify(issuer.token())
+    server.publish(issuer)
+    with pytest.raises(InvalidTokenError, match="unknown key id"):
+        await verifier.verify(issuer.token())  # inside the second: no new fetch
+    assert server.hits == 1
+    await asyncio.sleep(1.05)
+    assert (await verifier.verify(issuer.token("late"))).user_id == "late"
+    assert server.hits == 2
+    server.close()

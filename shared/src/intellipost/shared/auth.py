@@ -86,7 +86,12 @@ class JwksCache:
     async def _refresh(self, *, force: bool) -> None:
         async with self._lock:
             now = time.monotonic()
-            if now - self._attempted_at < self.min_refresh_seconds:
+            # With no keys at all (the user service was still starting), waiting the full
+            # interval would refuse every token meanwhile; retry after a second instead.
+            interval = (
+                self.min_refresh_seconds if self._keys else min(1.0, self.min_refresh_seconds)
+            )
+            if now - self._attempted_at < interval:
                 return
             if not force and now - self._fetched_at <= self.max_age_seconds:
                 return
