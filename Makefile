@@ -56,3 +56,35 @@ bench: install ## Gateway and logger benchmarks (see docs/BENCHMARKS.md)
 
 clean: ## Remove local state and caches
 	rm -rf var .venv .tools .mypy_cache .ruff_cache
+
+# --- Containers and deployment (deploy/, docker-compose.yml, tests/containers/) -------------
+# `make up` uses Docker Compose (v2.24+); set COMPOSE="podman compose" or similar elsewhere.
+COMPOSE ?= docker compose
+KUSTOMIZE_OVERLAYS := deploy/k8s/overlays/dev deploy/k8s/overlays/prod
+YAMLLINT_CONFIG := {extends: default, rules: {line-length: {max: 120, allow-non-breakable-inline-mappings: true}, document-start: disable, truthy: {check-keys: false}}}
+
+.PHONY: up down logs container-test lint-deploy
+
+up: ## Build and start the fleet in containers (compose), waiting until every one is healthy
+	$(COMPOSE) up --build --detach --wait
+
+down: ## Stop the compose fleet (volumes are kept; `make down VOLUMES=1` drops them too)
+	$(COMPOSE) down --remove-orphans $(if $(VOLUMES),--volumes)
+
+logs: ## Follow the compose fleet's logs
+	$(COMPOSE) logs --follow --tail=100
+
+container-test: install ## Build every image with podman and check it in real containers (root)
+	bash tests/containers/container-test.sh
+
+lint: lint-deploy
+lint-deploy: install ## hadolint, yamllint, kustomize + kubernetes-validate, compose and k8s rules
+	$(RUN) hadolint deploy/docker/Dockerfile
+	$(RUN) yamllint --strict -d '$(YAMLLINT_CONFIG)' docker-compose.yml deploy/
+	@rendered=$$(mktemp) && trap 'rm -f "$$rendered"' EXIT && \
+	for overlay in $(KUSTOMIZE_OVERLAYS); do \
+		echo "kubectl kustomize $$overlay | kubernetes-validate --strict"; \
+		$(RUN) kubectl kustomize $$overlay >"$$rendered" && \
+		$(RUN) kubernetes-validate --strict --quiet "$$rendered" || exit 1; \
+	done
+	$(RUN) python -m tests.containers.deploy_rules
