@@ -146,8 +146,10 @@ async def test_openai_failures_are_sorted_for_fallback(
     model_server: ModelServer, reply: Reply, kind: str
 ) -> None:
     model_server.script(reply)
+    # A short timeout only where the server is made slow; elsewhere a generous one.
+    timeout = 0.5 if reply.delay else 5.0
     with pytest.raises(ProviderError) as caught:
-        await openai(model_server).generate(generation(), (), 0.5)
+        await openai(model_server).generate(generation(), (), timeout)
     assert caught.value.kind == kind
     assert caught.value.provider == "openai"
 
@@ -205,6 +207,7 @@ async def test_gemini_failures_are_sorted_for_fallback(
     model_server: ModelServer, reply: Reply, kind: str
 ) -> None:
     model_server.script(reply)
+    timeout = 0.5 if reply.delay else 5.0
     with pytest.raises(ProviderError) as caught:
-        await gemini(model_server).generate(generation(), (), 0.5)
+        await gemini(model_server).generate(generation(), (), timeout)
     assert caught.value.kind == kind

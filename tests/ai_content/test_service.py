@@ -53,16 +53,16 @@ async def test_an_openai_compatible_provider_is_used_when_configured(
 
 
 @pytest.mark.parametrize(
-    ("reply", "kind"),
+    "reply",
     [
-        (Reply(delay=3.0), "timeout"),
-        (Reply(status=429), "rate_limited"),
-        (Reply(status=502), "unavailable"),
-        (Reply(raw_text="{not json"), "invalid_answer"),
+        pytest.param(Reply(delay=2.0), id="timeout"),
+        pytest.param(Reply(status=429), id="429"),
+        pytest.param(Reply(status=502), id="5xx"),
+        pytest.param(Reply(raw_text="{not json"), id="invalid-json"),
     ],
 )
 async def test_a_failing_primary_falls_back_to_the_other_provider(
-    build: Build, model_server: ModelServer, reply: Reply, kind: str
+    build: Build, model_server: ModelServer, reply: Reply
 ) -> None:
     harness = await build(
         **openai_settings(model_server, request_timeout_seconds=0.5), fallback_provider="local"

@@ -101,7 +101,7 @@ async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet
             "INTELLIPOST_AI_CONTENT_FALLBACK_PROVIDER": "local",
             "INTELLIPOST_AI_CONTENT_OPENAI_BASE_URL": model.openai_url,
             "INTELLIPOST_AI_CONTENT_OPENAI_API_KEY": PROVIDER_KEY,
-            "INTELLIPOST_AI_CONTENT_REQUEST_TIMEOUT_SECONDS": "1.5",
+            "INTELLIPOST_AI_CONTENT_REQUEST_TIMEOUT_SECONDS": "3",
             "INTELLIPOST_AI_CONTENT_DATABASE_URL": pg_url,
             "INTELLIPOST_REDIS_URL": REDIS_URL,
             "INTELLIPOST_AI_CONTENT_REDIS_KEY_PREFIX": f"intellipost-test:{uuid.uuid4().hex[:10]}:",
@@ -194,7 +194,7 @@ def test_replicas_share_versions_and_the_cache(fleet: Fleet) -> None:
 
 
 def test_a_model_that_times_out_falls_back_to_the_embedded_provider(fleet: Fleet) -> None:
-    fleet.model.script(Reply(delay=4.0))
+    fleet.model.script(Reply(delay=6.0))
     response = fleet.generate(
         fleet.gateway_llm.url, prompt="Celular Samsung Galaxy S23 128GB negro, nuevo"
     )
