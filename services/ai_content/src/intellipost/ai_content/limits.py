@@ -15,6 +15,9 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from intellipost.ai_content.config import AiContentConfig
+from intellipost.shared.kv import redis_client
+
 
 class SlotTimeoutError(Exception):
     """Every provider slot stayed busy for as long as the call could wait."""
@@ -164,3 +167,21 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+def build_limiter(config: AiContentConfig) -> Limiter:
+    """Redis-backed when Redis is configured (shared by every replica), else in-process."""
+    redis = redis_client(config)
+    if redis is None:
+        return MemoryLimiter(
+            max_concurrent=config.max_concurrent_requests,
+            daily_limit=config.daily_request_limit,
+        )
+    return RedisLimiter(
+        redis,
+        f"{config.redis_key_prefix}ai_content:limits:",
+        max_concurrent=config.max_concurrent_requests,
+        daily_limit=config.daily_request_limit,
+        # A lease outlives the longest call, so only a crashed holder ever lets it lapse.
+        lease_seconds=config.request_timeout_seconds + 5,
+    )
