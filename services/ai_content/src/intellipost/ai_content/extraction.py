@@ -142,7 +142,7 @@ def _size(
         return None
     _mark(tokens, match.start(), match.end(), used)
     word = fold(match.group(1)).rstrip(".s")
-    evidence.append(SIZE_WORDS.get(word, SIZE_WORDS.get(word + "s")))
+    evidence.append(SIZE_WORDS.get(word))
     value = match.group(2)
     if any(c.isdigit() for c in value):
         return value
