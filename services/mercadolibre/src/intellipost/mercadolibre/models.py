@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, String, Text, UniqueConstraint
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, BigInteger, Boolean, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-from intellipost.shared.db import Base
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends (SQLite keeps naive UTC, handed back aware)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from intellipost.shared.db import Base, UTCDateTime
 
 
 class MercadolibreBase(Base):

@@ -11,7 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intellipost.user.models import LoginThrottle, RefreshToken, User, UTCDateTime
+from intellipost.shared.db import UTCDateTime
+from intellipost.user.models import LoginThrottle, RefreshToken, User
 
 
 class EmailTakenError(Exception):
