@@ -5,7 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intellipost.product.api import router
+from intellipost.product.clients import AiContentClient, MercadoLibreClient
 from intellipost.product.config import ProductConfig, get_config
+from intellipost.product.service import ProductService
+from intellipost.product.storage import create_storage
+from intellipost.product.tasks import BackgroundWork
 from intellipost.shared.app import create_service_app
 from intellipost.shared.db import Database
 
@@ -16,13 +20,44 @@ def build_database(config: ProductConfig) -> Database:
 
 def create_app(config: ProductConfig | None = None) -> FastAPI:
     config = config or get_config()
-    return create_service_app(
+    database = build_database(config)
+    storage = create_storage(config)
+    work = BackgroundWork(
+        database,
+        lease_seconds=config.task_lease_seconds,
+        # Leave half the graceful period to uvicorn's own draining of requests.
+        drain_seconds=config.graceful_timeout_seconds / 2,
+    )
+
+    async def start_work(_: FastAPI) -> None:
+        # After the migrations: products a dead process left in processing/publishing fail
+        # with a reason the seller can act on.
+        await work.start()
+
+    async def stop_work(_: FastAPI) -> None:
+        await work.stop()
+        storage.close()
+
+    app = create_service_app(
         config,
         title="IntelliPost Product service",
         description="Products, images and the listing lifecycle.",
         routers=[router],
-        database=build_database(config),
+        database=database,
+        on_startup=[start_work],
+        on_shutdown=[stop_work],
     )
+    # Object storage degrades the service (no uploads, no pictures) but reads still work.
+    app.state.health.add_check("storage", storage.ping, critical=False)
+    app.state.products = ProductService(
+        config,
+        database,
+        storage,
+        work,
+        AiContentClient(config.ai_content_url, config.ai_timeout_seconds),
+        MercadoLibreClient(config.mercadolibre_url, config.mercadolibre_timeout_seconds),
+    )
+    return app
 
 
 app = create_app()

@@ -1,0 +1,147 @@
+"""The storage interface: a local directory, and S3 as moto's server speaks it over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from intellipost.product.storage import (
+    LocalStorage,
+    MissingObjectError,
+    S3Storage,
+    Storage,
+    StorageError,
+    image_key,
+)
+from tests.support import free_port
+
+BUCKET = "intellipost-test-media"
+CREDENTIALS = {"access_key_id": "test-key-id", "secret_access_key": "test-secret"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto in server mode: a real S3 HTTP endpoint on a free port, with one bucket."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["access_key_id"],
+        aws_secret_access_key=CREDENTIALS["secret_access_key"],
+    ).create_bucket(Bucket=BUCKET)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str
+) -> AsyncIterator[Storage]:
+    made: Storage
+    if request.param == "local":
+        made = LocalStorage(tmp_path / "media")
+    else:
+        made = S3Storage(bucket=BUCKET, region="us-east-1", endpoint_url=s3_endpoint, **CREDENTIALS)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def keys(product: str, *images: str) -> list[str]:
+    return [image_key(product, image, "original", "jpg") for image in images]
+
+
+async def test_what_is_put_is_got_back_and_gone_after_delete(storage: Storage) -> None:
+    first, second = keys("p1", "i1", "i2")
+    await storage.put(first, b"\xff\xd8\xffone", "image/jpeg")
+    await storage.put(second, b"\xff\xd8\xfftwo", "image/jpeg")
+    assert await storage.get(first) == b"\xff\xd8\xffone"
+
+    await storage.delete([first])
+    with pytest.raises(MissingObjectError):
+        await storage.get(first)
+    assert await storage.get(second) == b"\xff\xd8\xfftwo"
+    await storage.delete([first, second])  # an already-deleted key is no error
+    with pytest.raises(MissingObjectError):
+        await storage.get(second)
+
+
+async def test_a_second_put_replaces_the_object(storage: Storage) -> None:
+    (key,) = keys("p2", "i1")
+    await storage.put(key, b"old", "image/jpeg")
+    await storage.put(key, b"new", "image/jpeg")
+    assert await storage.get(key) == b"new"
+
+
+@pytest.mark.parametrize("key", ["../escape.jpg", "products/../../etc/passwd", "/abs.jpg", ""])
+async def test_keys_that_could_leave_the_store_are_refused(storage: Storage, key: str) -> None:
+    with pytest.raises(ValueError, match="not a storage key"):
+        await storage.put(key, b"x", "image/jpeg")
+
+
+async def test_ping_names_the_backend(storage: Storage) -> None:
+    assert (await storage.ping()).startswith(storage.backend)
+
+
+async def test_local_delete_leaves_no_empty_directories(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "media")
+    a, b = keys("p3", "i1", "i2")
+    await storage.put(a, b"a", "image/jpeg")
+    await storage.put(b, b"b", "image/jpeg")
+    await storage.delete([a])
+    assert (tmp_path / "media" / "products" / "p3" / "i2").is_dir()
+    await storage.delete([b])
+    assert list((tmp_path / "media").iterdir()) == []
+
+
+async def test_an_unreachable_s3_endpoint_is_a_storage_error() -> None:
+    storage = S3Storage(
+        bucket=BUCKET,
+        region="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        **CREDENTIALS,
+    )
+    try:
+        with pytest.raises(StorageError) as caught:
+            await storage.put(keys("p4", "i1")[0], b"x", "image/jpeg")
+        assert not isinstance(caught.value, MissingObjectError)
+        with pytest.raises(StorageError):
+            await storage.ping()
+    finally:
+        storage.close()
+
+
+async def test_a_missing_bucket_is_a_storage_error_not_a_missing_object(s3_endpoint: str) -> None:
+    storage = S3Storage(
+        bucket="no-such-bucket", region="us-east-1", endpoint_url=s3_endpoint, **CREDENTIALS
+    )
+    try:
+        with pytest.raises(StorageError) as caught:
+            await storage.ping()
+        assert not isinstance(caught.value, MissingObjectError)
+    finally:
+        storage.close()
+
+
+def s3_objects(endpoint: str, prefix: str = "") -> list[dict[str, Any]]:
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["access_key_id"],
+        aws_secret_access_key=CREDENTIALS["secret_access_key"],
+    )
+    answer = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return list(answer.get("Contents", []))
