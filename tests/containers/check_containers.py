@@ -328,7 +328,7 @@ def test_sigterm_during_slow_request_lets_it_finish_before_exit() -> None:
     env |= {
         "INTELLIPOST_JWKS_URL": upstream.url + "/keys",
         # Readiness reports 503 for this long before the listener closes (a preStop in k8s).
-        "INTELLIPOST_GATEWAY_SHUTDOWN_DELAY_SECONDS": "2",
+        "INTELLIPOST_GATEWAY_SHUTDOWN_DELAY_SECONDS": "3",
         "INTELLIPOST_GATEWAY_GRACEFUL_TIMEOUT_SECONDS": "30",
     }
     gateway = Container(

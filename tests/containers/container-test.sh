@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 REPO=$PWD
 
 COMPONENTS=(gateway user product mercadolibre ai_content sandbox)
-CACHE_DIR=${INTELLIPOST_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intellipost/containers}
+CACHE_DIR=${INTELLIPOST_CONTAINER_CACHE:-/var/cache/intellipost/containers}
 DEBIAN_MIRROR=${INTELLIPOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What the official python:3.13-slim carries besides Python: CA certificates, netbase, tzdata,
 # useradd (passwd) and pip. Bump BASE_VERSION when this list changes so the cache is rebuilt.
@@ -92,6 +92,9 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$WORK/events.log"
 tmp_dir = "$WORK/libpod-tmp"
+# File locks under tmp_dir: the default shared-memory locks are machine-wide, and a fresh
+# runtime frees them all when it starts.
+lock_type = "file"
 static_dir = "$WORK/storage/libpod"
 volume_path = "$WORK/storage/volumes"
 EOF
@@ -123,7 +126,7 @@ podman import --quiet \
   --change 'ENV LANG=C.UTF-8' \
   --change 'CMD ["python3"]' \
   "$BASE_TAR" "$BASE_IMAGE" >/dev/null
-podman run --rm "$BASE_IMAGE" python --version
+podman run --rm --network=none "$BASE_IMAGE" python --version
 
 # Builds reach PyPI through this machine's proxy: its CA bundle and pip.conf, read-only.
 build_mounts=()
@@ -144,6 +147,8 @@ done
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep "$IMAGE_PREFIX" || true
 
 step "checks in real containers"
+# Without PostgreSQL and Redis there is nothing to check: fail, never skip.
+export INTELLIPOST_TEST_REQUIRE_SERVICES=1
 INTELLIPOST_CT_IMAGE_PREFIX=$IMAGE_PREFIX \
 INTELLIPOST_CT_IMAGE_TAG=$IMAGE_TAG \
 INTELLIPOST_CT_RUN_ID=$RUN_ID \

@@ -35,6 +35,8 @@ COMPONENTS = {
 DATABASE_COMPONENTS = ("user", "product", "mercadolibre", "ai-content")
 INFRASTRUCTURE = ("postgres", "redis", "minio", "otel-collector", "jaeger")
 UID = 10001
+# The only paths a component may write (the image's root filesystem is read-only).
+WRITABLE = ("/tmp", "/var/lib/intellipost")
 # The components' default INTELLIPOST_<MODULE>_GRACEFUL_TIMEOUT_SECONDS.
 GRACEFUL_TIMEOUT_SECONDS = 20
 PROBES = {
@@ -109,8 +111,21 @@ def compose_problems(doc: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _writable_problems(service: Mapping[str, Any]) -> list[str]:
+    tmpfs = service.get("tmpfs") or []
+    targets = {str(t).split(":", 1)[0] for t in ([tmpfs] if isinstance(tmpfs, str) else tmpfs)}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            targets.add(str(volume.get("target")))
+        else:
+            parts = str(volume).split(":")
+            targets.add(parts[1] if len(parts) > 1 else parts[0])
+    missing = [path for path in WRITABLE if path not in targets]
+    return [f"{', '.join(missing)} not writable (no volume or tmpfs)"] if missing else []
+
+
 def _component_problems(service: Mapping[str, Any], argument: str) -> list[str]:
-    problems = []
+    problems = _writable_problems(service)
     build = service.get("build") or {}
     if (
         build.get("dockerfile") != DOCKERFILE
@@ -146,6 +161,7 @@ def _migration_problems(services: Mapping[str, Any], name: str, argument: str) -
     if not steps:
         problems.append("no migration step (same image, command migrate) runs before it")
     for step in steps:
+        problems += [f"{step}: {p}" for p in _writable_problems(services[step])]
         url = f"INTELLIPOST_{module}_DATABASE_URL"
         if _env(services[step]).get(url) != _env(service).get(url):
             problems.append(f"{step} migrates another database than {name} uses")
@@ -287,6 +303,9 @@ def _pod_problems(spec: Mapping[str, Any]) -> list[str]:
         for kind in ("requests", "limits"):
             if not {"cpu", "memory"} <= set(resources.get(kind, {})):
                 problems.append(f"{container['name']}: no cpu and memory {kind}")
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        if not set(WRITABLE) <= mounts:
+            problems.append(f"{container['name']}: /tmp and the state directory are not mounted")
     return problems
 
 
@@ -317,9 +336,6 @@ def _serving_problems(spec: Mapping[str, Any]) -> list[str]:
                 f"terminationGracePeriodSeconds {grace} is not longer than the preStop pause "
                 f"({pause}) plus the graceful timeout ({GRACEFUL_TIMEOUT_SECONDS})"
             )
-        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
-        if not {"/tmp", "/var/lib/intellipost"} <= mounts:
-            problems.append(f"{container['name']}: /tmp and the state directory are not mounted")
     return problems
 
 

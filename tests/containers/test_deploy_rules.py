@@ -67,6 +67,10 @@ def _writable_component(doc: dict[str, Any]) -> None:
     doc["services"]["mercadolibre"]["read_only"] = False
 
 
+def _read_only_migration(doc: dict[str, Any]) -> None:
+    del doc["services"]["user-migrate"]["tmpfs"]
+
+
 def _loopback_component(doc: dict[str, Any]) -> None:
     doc["services"]["ai-content"]["environment"]["INTELLIPOST_AI_CONTENT_HOST"] = "127.0.0.1"
 
@@ -80,6 +84,7 @@ def _loopback_component(doc: dict[str, Any]) -> None:
         (_no_migration_step, "compose: user: no migration step"),
         (_writable_component, "compose: mercadolibre: root filesystem is not read-only"),
         (_loopback_component, "compose: ai-content: does not listen on 0.0.0.0"),
+        (_read_only_migration, "compose: user: user-migrate: /tmp, /var/lib/intellipost not"),
     ],
 )
 def test_compose_rules_catch(breakage: Callable[[dict[str, Any]], None], expected: str) -> None:
@@ -126,6 +131,11 @@ def _no_hpa(docs: list[dict[str, Any]]) -> None:
     docs.remove(find(docs, "HorizontalPodAutoscaler", "gateway"))
 
 
+def _job_without_state(docs: list[dict[str, Any]]) -> None:
+    spec = find(docs, "Job", "user-migrate")["spec"]["template"]["spec"]
+    spec["containers"][0]["volumeMounts"] = spec["containers"][0]["volumeMounts"][:1]
+
+
 def _no_migration_job(docs: list[dict[str, Any]]) -> None:
     docs.remove(find(docs, "Job", "product-migrate"))
 
@@ -141,6 +151,7 @@ def _no_migration_job(docs: list[dict[str, Any]]) -> None:
         (_no_pdb, "user: no PodDisruptionBudget covers it"),
         (_no_hpa, "no HorizontalPodAutoscaler for the gateway"),
         (_no_migration_job, "no migration Job for product"),
+        (_job_without_state, "user-migrate: migrate: /tmp and the state directory are not"),
     ],
 )
 def test_k8s_rules_catch(breakage: Callable[[list[dict[str, Any]]], None], expected: str) -> None:
