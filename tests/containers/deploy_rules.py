@@ -46,6 +46,36 @@ PROBES = {
 }
 
 
+def known_variables() -> frozenset[str]:
+    """Every INTELLIPOST_* variable some component reads (module and fleet-wide forms)."""
+    from intellipost.ai_content.config import AiContentConfig
+    from intellipost.gateway.config import GatewayConfig
+    from intellipost.mercadolibre.config import MercadoLibreConfig
+    from intellipost.product.config import ProductConfig
+    from intellipost.sandbox.config import SandboxConfig
+    from intellipost.shared.config import GLOBAL_PREFIX
+    from intellipost.user.config import UserConfig
+
+    names = {"INTELLIPOST_ENV_FILE"}
+    for cls in (
+        GatewayConfig,
+        UserConfig,
+        ProductConfig,
+        MercadoLibreConfig,
+        AiContentConfig,
+        SandboxConfig,
+    ):
+        for field in cls.model_fields:
+            names.add(f"{cls.env_prefix()}{field}".upper())
+            if field in cls.global_fields:
+                names.add(f"{GLOBAL_PREFIX}{field}".upper())
+    return frozenset(names)
+
+
+def _unknown(variables: Iterable[str], known: frozenset[str]) -> list[str]:
+    return sorted(v for v in variables if v.startswith("INTELLIPOST_") and v not in known)
+
+
 def _seconds(value: Any) -> float:
     """Compose durations: 30s, 1m30s, 500ms, or a bare number of seconds."""
     if isinstance(value, int | float):
@@ -66,9 +96,13 @@ def _env(service: Mapping[str, Any]) -> dict[str, str]:
 # --- compose -----------------------------------------------------------------------------
 
 
-def compose_problems(doc: Mapping[str, Any]) -> list[str]:
+def compose_problems(doc: Mapping[str, Any], known: frozenset[str] | None = None) -> list[str]:
+    known = known if known is not None else known_variables()
     problems: list[str] = []
     services: dict[str, Any] = doc.get("services") or {}
+    for name, service in services.items():
+        for variable in _unknown(_env(service), known):
+            problems.append(f"compose: {name} sets {variable}, which no component reads")
     for name in (*COMPONENTS, *INFRASTRUCTURE):
         if name not in services:
             problems.append(f"compose: service {name} is missing")
@@ -190,7 +224,10 @@ def _ours(pod_spec: Mapping[str, Any]) -> bool:
     return any("intellipost/" in c.get("image", "") for c in pod_spec.get("containers", []))
 
 
-def k8s_problems(docs: Iterable[Mapping[str, Any]], overlay: str) -> list[str]:
+def k8s_problems(
+    docs: Iterable[Mapping[str, Any]], overlay: str, known: frozenset[str] | None = None
+) -> list[str]:
+    known = known if known is not None else known_variables()
     docs = list(docs)
     by_kind: dict[str, list[Mapping[str, Any]]] = {}
     for doc in docs:
@@ -274,6 +311,15 @@ def k8s_problems(docs: Iterable[Mapping[str, Any]], overlay: str) -> list[str]:
     for cm in by_kind.get("ConfigMap", []):
         if cm["metadata"]["name"].startswith("intellipost-config"):
             config.update(cm.get("data", {}))
+    for variable in _unknown(config, known):
+        problems.append(f"intellipost-config sets {variable}, which no component reads")
+    for workload in [*deployments.values(), *jobs.values()]:
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            names = [e["name"] for e in container.get("env", [])]
+            for variable in _unknown(names, known):
+                problems.append(
+                    f"{workload['metadata']['name']}: sets {variable}, which no component reads"
+                )
     for name in DATABASE_COMPONENTS:
         key = f"INTELLIPOST_{COMPONENTS[name].upper()}_AUTO_MIGRATE"
         if config.get(key) != "false":

@@ -71,6 +71,10 @@ def _read_only_migration(doc: dict[str, Any]) -> None:
     del doc["services"]["user-migrate"]["tmpfs"]
 
 
+def _misspelt_variable(doc: dict[str, Any]) -> None:
+    doc["services"]["product"]["environment"]["INTELLIPOST_PRODUCT_S3_BUCKETS"] = "media"
+
+
 def _loopback_component(doc: dict[str, Any]) -> None:
     doc["services"]["ai-content"]["environment"]["INTELLIPOST_AI_CONTENT_HOST"] = "127.0.0.1"
 
@@ -84,6 +88,7 @@ def _loopback_component(doc: dict[str, Any]) -> None:
         (_no_migration_step, "compose: user: no migration step"),
         (_writable_component, "compose: mercadolibre: root filesystem is not read-only"),
         (_loopback_component, "compose: ai-content: does not listen on 0.0.0.0"),
+        (_misspelt_variable, "compose: product sets INTELLIPOST_PRODUCT_S3_BUCKETS, which no"),
         (_read_only_migration, "compose: user: user-migrate: /tmp, /var/lib/intellipost not"),
     ],
 )
@@ -136,6 +141,11 @@ def _job_without_state(docs: list[dict[str, Any]]) -> None:
     spec["containers"][0]["volumeMounts"] = spec["containers"][0]["volumeMounts"][:1]
 
 
+def _misspelt_config(docs: list[dict[str, Any]]) -> None:
+    config = next(d for d in docs if d["metadata"]["name"].startswith("intellipost-config"))
+    config["data"]["INTELLIPOST_GATEWAY_USERS_URL"] = "http://user:8001"
+
+
 def _no_migration_job(docs: list[dict[str, Any]]) -> None:
     docs.remove(find(docs, "Job", "product-migrate"))
 
@@ -151,6 +161,7 @@ def _no_migration_job(docs: list[dict[str, Any]]) -> None:
         (_no_pdb, "user: no PodDisruptionBudget covers it"),
         (_no_hpa, "no HorizontalPodAutoscaler for the gateway"),
         (_no_migration_job, "no migration Job for product"),
+        (_misspelt_config, "intellipost-config sets INTELLIPOST_GATEWAY_USERS_URL, which no"),
         (_job_without_state, "user-migrate: migrate: /tmp and the state directory are not"),
     ],
 )
