@@ -52,8 +52,8 @@ for tool in podman buildah runc debootstrap; do
 done
 if ((${#missing[@]})); then
   echo "installing podman buildah runc debootstrap (missing: ${missing[*]})"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman buildah runc debootstrap
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null
 fi
 podman --version
 

@@ -20,6 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
 OVERLAYS = ("dev", "prod")
 DOCKERFILE = "deploy/docker/Dockerfile"
 
@@ -138,10 +139,30 @@ def compose_problems(doc: Mapping[str, Any], known: frozenset[str] | None = None
             problems += [
                 f"compose: {name}: {p}" for p in _migration_problems(services, name, argument)
             ]
+    problems += _loopback_problems(services)
     gateway = services.get("gateway", {})
     for upstream in DATABASE_COMPONENTS:
         if upstream not in (gateway.get("depends_on") or {}):
             problems.append(f"compose: gateway does not wait for {upstream}")
+    return problems
+
+
+def _loopback_problems(services: Mapping[str, Any]) -> list[str]:
+    """A loopback address from .env (as `make run` wants it) means nothing in a container:
+    the compose file must set every such variable itself for the component that reads it."""
+    problems = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if not name.startswith("INTELLIPOST_") or not re.search(r"127\.0\.0\.1|localhost", value):
+            continue
+        readers = [
+            component
+            for component, argument in COMPONENTS.items()
+            if name.startswith(f"INTELLIPOST_{argument.upper()}_")
+        ] or list(COMPONENTS)  # a fleet-wide variable reaches every component
+        for component in readers:
+            if component in services and name not in _env(services[component]):
+                problems.append(f"compose: {component} would take {name}={value} from .env")
     return problems
 
 

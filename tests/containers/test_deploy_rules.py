@@ -75,6 +75,10 @@ def _misspelt_variable(doc: dict[str, Any]) -> None:
     doc["services"]["product"]["environment"]["INTELLIPOST_PRODUCT_S3_BUCKETS"] = "media"
 
 
+def _upstream_from_dotenv(doc: dict[str, Any]) -> None:
+    del doc["services"]["gateway"]["environment"]["INTELLIPOST_GATEWAY_USER_URL"]
+
+
 def _loopback_component(doc: dict[str, Any]) -> None:
     doc["services"]["ai-content"]["environment"]["INTELLIPOST_AI_CONTENT_HOST"] = "127.0.0.1"
 
@@ -89,6 +93,7 @@ def _loopback_component(doc: dict[str, Any]) -> None:
         (_writable_component, "compose: mercadolibre: root filesystem is not read-only"),
         (_loopback_component, "compose: ai-content: does not listen on 0.0.0.0"),
         (_misspelt_variable, "compose: product sets INTELLIPOST_PRODUCT_S3_BUCKETS, which no"),
+        (_upstream_from_dotenv, "compose: gateway would take INTELLIPOST_GATEWAY_USER_URL=http"),
         (_read_only_migration, "compose: user: user-migrate: /tmp, /var/lib/intellipost not"),
     ],
 )
