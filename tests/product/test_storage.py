@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from PIL import Image
 
 from intellipost.product.storage import (
     LocalStorage,
@@ -18,7 +21,8 @@ from intellipost.product.storage import (
     StorageError,
     image_key,
 )
-from tests.support import free_port
+from tests.product.support import API, auth, create, jpeg
+from tests.support import Component, TokenIssuer, base_env, free_port
 
 BUCKET = "intellipost-test-media"
 CREDENTIALS = {"access_key_id": "test-key-id", "secret_access_key": "test-secret"}
@@ -145,3 +149,46 @@ def s3_objects(endpoint: str, prefix: str = "") -> list[dict[str, Any]]:
     )
     answer = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     return list(answer.get("Contents", []))
+
+
+def test_the_service_keeps_its_images_in_s3_when_configured(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    issuer = TokenIssuer().serve()
+    env = base_env(
+        tmp_path,
+        INTELLIPOST_JWKS_URL=issuer.jwks_url,
+        INTELLIPOST_PRODUCT_AI_CONTENT_URL=f"http://127.0.0.1:{free_port()}",
+        INTELLIPOST_PRODUCT_STORAGE_BACKEND="s3",
+        INTELLIPOST_PRODUCT_S3_ENDPOINT_URL=s3_endpoint,
+        INTELLIPOST_PRODUCT_S3_BUCKET=BUCKET,
+        INTELLIPOST_PRODUCT_S3_ACCESS_KEY_ID=CREDENTIALS["access_key_id"],
+        INTELLIPOST_PRODUCT_S3_SECRET_ACCESS_KEY=CREDENTIALS["secret_access_key"],
+    )
+    service = Component("product", free_port(), env, tmp_path / "product.log")
+    token = issuer.token("s3-seller")
+    try:
+        service.start(wait="/health/ready")
+        health = httpx.get(service.url + "/health", timeout=10).json()
+        assert health["checks"]["storage"]["detail"] == f"s3 bucket {BUCKET}"
+
+        before = s3_objects(s3_endpoint)
+        refused = create(service.url, token, [("a.jpg", jpeg()), ("b.png", b"text")])
+        assert refused.status_code == 422
+        assert s3_objects(s3_endpoint) == before
+
+        product = create(service.url, token, [("a.jpg", jpeg(800, 600))]).json()
+        prefix = f"products/{product['id']}/"
+        stored = {o["Key"] for o in s3_objects(s3_endpoint, prefix)}
+        assert len(stored) == 4
+        image = product["images"][0]
+        served = httpx.get(service.url + image["urls"]["original"], headers=auth(token))
+        assert served.status_code == 200
+        assert Image.open(io.BytesIO(served.content)).size == (800, 600)
+
+        deleted = httpx.delete(f"{service.url}{API}/{product['id']}", headers=auth(token))
+        assert deleted.status_code == 204
+        assert s3_objects(s3_endpoint, prefix) == []
+    finally:
+        service.stop()
+        issuer.close()
