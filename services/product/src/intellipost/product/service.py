@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +41,7 @@ from intellipost.product.models import IdempotencyKey, Product, ProductImage
 from intellipost.product.repository import KeyTakenError, ProductRepository
 from intellipost.product.schemas import CURRENCIES, MAX_IMAGES, ContentOut, ProductPatch
 from intellipost.product.storage import MissingObjectError, Storage, StorageError, image_key
-from intellipost.product.tasks import BackgroundWork
+from intellipost.product.tasks import BackgroundWork, utcnow
 from intellipost.shared.db import Database
 from intellipost.shared.errors import ProblemError
 from intellipost.shared.logging import get_structured_logger
@@ -61,10 +61,6 @@ IMAGE_WORKERS = 2
 # at 512 px; the request stays small).
 PREVIEW_EDGE = 512
 UNEXPECTED = "An unexpected error stopped the {step}; it has been logged. Retry."
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
