@@ -48,9 +48,10 @@ PREFIX = os.environ.get("INTELLIPOST_CT_IMAGE_PREFIX", "localhost/intellipost/")
 TAG = os.environ.get("INTELLIPOST_CT_IMAGE_TAG", "container-test")
 RUN_ID = os.environ.get("INTELLIPOST_CT_RUN_ID") or uuid.uuid4().hex[:8]
 
-# Executables that must not be in a runtime image: curl, and anything that compiles C/C++.
+# Executables that must not be in a runtime image: curl, uv (a build tool), and anything
+# that compiles C/C++.
 FORBIDDEN = re.compile(
-    r"^(curl|cc|c\+\+|cpp|cc1|cc1plus|tcc|([\w.+-]+-)?(gcc|g\+\+|clang|clang\+\+)(-[\d.]+)?)$"
+    r"^(curl|uv|uvx|cc|c\+\+|cpp|cc1|cc1plus|tcc|([\w.+-]+-)?(gcc|g\+\+|clang|clang\+\+)(-[\d.]+)?)$"
 )
 
 
@@ -217,7 +218,7 @@ def test_root_filesystem_is_read_only_and_state_dir_writable(fleet: Fleet, compo
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
-def test_image_has_no_curl_no_compiler_and_user_owns_only_state(component: str) -> None:
+def test_image_has_no_curl_uv_or_compiler_and_user_owns_only_state(component: str) -> None:
     root = Path(podman("image", "mount", image(component)).stdout.strip())
     try:
         forbidden: list[str] = []
