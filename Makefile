@@ -54,6 +54,9 @@ test: lint test-only ## Lint, type-check and run every test
 bench: install ## Gateway and logger benchmarks (see docs/BENCHMARKS.md)
 	$(RUN) python -m bench.run
 
+demo: install ## With `make run` going in another terminal: photos + prompt -> a listing on the sandbox
+	$(RUN) python samples/demo.py --gateway $(or $(GATEWAY),http://localhost:8000)
+
 clean: ## Remove local state and caches
 	rm -rf var .venv .tools .mypy_cache .ruff_cache
 
