@@ -141,6 +141,7 @@ def create(
     prompt: str = PROMPT,
     key: str | None = None,
     correlation_id: str | None = None,
+    traceparent: str | None = None,
     **fields: str,
 ) -> httpx.Response:
     headers = auth(token)
@@ -148,6 +149,8 @@ def create(
         headers["Idempotency-Key"] = key
     if correlation_id is not None:
         headers["X-Correlation-ID"] = correlation_id
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     return httpx.post(
         f"{base_url}{API}",
         data={"prompt_text": prompt, **fields},

@@ -58,8 +58,9 @@ DELETABLE = tuple(s for s in STATUSES if s != "publishing")
 # Images decoded at once in this process: each can take a few hundred MB while it is open.
 IMAGE_WORKERS = 2
 # The content service sees the photos as thumbnails no larger than this (vision models look
-# at 512 px; the request stays small).
+# at 512 px), each inlined only up to a size that keeps 8 of them well inside its body limit.
 PREVIEW_EDGE = 512
+MAX_PREVIEW_BYTES = 96 * 1024
 UNEXPECTED = "An unexpected error stopped the {step}; it has been logged. Retry."
 
 
@@ -590,17 +591,17 @@ class ProductService:
         preview = self._preview_size()
         images = []
         for image in product.images:
+            described: dict[str, Any] = {
+                "id": image.id,
+                "width": image.width,
+                "height": image.height,
+                "format": image.format,
+                "dominant_colors": image.dominant_colors,
+            }
             data = await self.storage.get(image.variants[preview])
-            images.append(
-                {
-                    "id": image.id,
-                    "width": image.width,
-                    "height": image.height,
-                    "format": image.format,
-                    "dominant_colors": image.dominant_colors,
-                    "url": "data:image/jpeg;base64," + base64.b64encode(data).decode(),
-                }
-            )
+            if len(data) <= MAX_PREVIEW_BYTES:
+                described["url"] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+            images.append(described)
         return {
             "product_id": product.id,
             "prompt": product.prompt,
