@@ -395,6 +395,55 @@ class _Sink:
         except Exception as error:  # e.g. a self-referencing field: keep the line, say why
             problem = {"log_error": f"{type(error).__name__}: {_safe_str(error)}"}
             data = self._render(level, logger, message, module, function, line, problem, None)
+        self._write_line(data)
+
+    def access(
+        self,
+        logger: str,
+        module: str,
+        function: str,
+        line: int,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        duration_ms: float,
+        response_bytes: int,
+        client: str | None,
+    ) -> None:
+        """The access line, rendered without the generic field walk (one per request).
+
+        Only the path comes from the request's content, so it is the one value redacted
+        (and the message is built from it). The method is one the HTTP parser accepted,
+        the route a template from code, the client the socket's peer address.
+        """
+        try:
+            safe_path = redact_text(path)
+            if not method.isalpha():
+                method = redact_text(method)
+            out = self._head(
+                "INFO",
+                logger,
+                f"{method} {safe_path} {status} {duration_ms:.2f}ms",
+                module,
+                function,
+                line,
+            )
+            out["event_type"] = "access"
+            out["method"] = method
+            out["path"] = safe_path
+            out["route"] = route
+            out["status"] = status
+            out["duration_ms"] = round(duration_ms, 3)
+            out["response_bytes"] = response_bytes
+            out["client"] = client
+            data = _render_json(out) if self._json else _render_console(out, self._color)
+        except Exception as error:  # never fail a request over its access line
+            problem = {"log_error": f"{type(error).__name__}: {_safe_str(error)}"}
+            data = self._render("INFO", logger, "access", module, function, line, problem, None)
+        self._write_line(data)
+
+    def _write_line(self, data: bytes) -> None:
         with self._lock:
             try:
                 self._write(data if self._bytes else data.decode())
@@ -403,17 +452,10 @@ class _Sink:
                 with contextlib.suppress(Exception):
                     sys.stderr.write(f"intellipost.shared.logging: write failed: {error!r}\n")
 
-    def _render(
-        self,
-        level: str,
-        logger: str,
-        message: str,
-        module: str,
-        function: str,
-        line: int,
-        fields: Mapping[str, Any] | None,
-        exc_info: ExcInfo | None,
-    ) -> bytes:
+    def _head(
+        self, level: str, logger: str, message: str, module: str, function: str, line: int
+    ) -> dict[str, Any]:
+        """The schema's fields, in order; ``message`` must already be redacted."""
         # This runs in the logging call's thread and context, so the contextvars and the
         # current span are the caller's, and the clock is the record's time.
         span = get_current_span()
@@ -427,7 +469,7 @@ class _Sink:
             "timestamp": _utc_timestamp(),
             "level": level,
             "logger": logger,
-            "message": redact_text(message if type(message) is str else _safe_str(message)),
+            "message": message,
             "service": self._service,
             "environment": self._environment,
             "version": self._version,
@@ -442,6 +484,27 @@ class _Sink:
         user_id = user_id_var.get()
         if user_id is not None:
             out["user_id"] = user_id
+        return out
+
+    def _render(
+        self,
+        level: str,
+        logger: str,
+        message: str,
+        module: str,
+        function: str,
+        line: int,
+        fields: Mapping[str, Any] | None,
+        exc_info: ExcInfo | None,
+    ) -> bytes:
+        out = self._head(
+            level,
+            logger,
+            redact_text(message if type(message) is str else _safe_str(message)),
+            module,
+            function,
+            line,
+        )
         if fields:
             _add_fields(out, fields)
         if exc_info is not None:
@@ -719,6 +782,24 @@ class StructuredLogger:
     ) -> None:
         """The one line per HTTP request (it replaces uvicorn's access log)."""
         if _min_level > 20:
+            return
+        sink = _sink
+        if sink is not None and not fields and not self._fields:
+            frame = sys._getframe(1)
+            code = frame.f_code
+            sink.access(
+                self.name,
+                _module_name(code.co_filename),
+                code.co_name,
+                frame.f_lineno,
+                method,
+                path,
+                route,
+                status,
+                duration_ms,
+                response_bytes,
+                client,
+            )
             return
         entry = {
             "event_type": "access",
