@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from types import FrameType
 
 import uvicorn
@@ -29,7 +30,9 @@ class GracefulServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         already = shutdown_state.shutting_down
-        shutdown_state.begin()
+        # The handler runs in whatever context the signal interrupted (often a request's):
+        # an empty one keeps that request's ids off the shutdown log line.
+        contextvars.Context().run(shutdown_state.begin)
         if already or self.shutdown_delay_seconds <= 0 or self._loop is None:
             super().handle_exit(sig, frame)
             return
