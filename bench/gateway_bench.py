@@ -1,7 +1,10 @@
 """The gateway's hot path against nginx and the bare upstream, interleaved in one run.
 
 Upstream pinned to CPU 0, nginx and the gateway to CPU 1, wrk from a third process:
-req/s at 32 connections, p50/p99 at 32 and at 1 connection, proxy CPU per request.
+req/s at 32 connections, p50/p99 at 32 and at 1 connection, proxy CPU per request. The
+gateway runs twice: tracing on without an exporter (spans made, ids propagated, nothing
+exported) and tracing with OTLP/HTTP export to a local receiver (the production shape).
+Both write one JSON access line per request and run the real edge auth (JWKS + EdDSA token).
 Run: .venv/bin/python -m bench.gateway_bench [--seconds 8] [--rounds 3]
 """
 
@@ -66,6 +69,52 @@ class Target:
     url: str
     pid: int | None  # the proxy process whose CPU is counted (None: the upstream alone)
     samples: dict[int, list[Sample]] = field(default_factory=dict)
+    requests: int = 0  # every request wrk sent it, warm-up included
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP trace endpoint that decodes what it gets and counts the spans."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        receiver = self
+        self.spans = 0
+        self.batches = 0
+        self.services: set[str] = set()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource_spans in request.resource_spans:
+                    for attribute in resource_spans.resource.attributes:
+                        if attribute.key == "service.name":
+                            receiver.services.add(attribute.value.string_value)
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans += len(scope_spans.spans)
+                receiver.batches += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def wrk(
@@ -92,6 +141,7 @@ def measure(target: Target, connections: int, seconds: float, token: str | None)
     proc = psutil.Process(target.pid) if target.pid else None
     before = sum(proc.cpu_times()[:2]) if proc else 0.0
     rps, p50, p99, total = wrk(target.url, connections, seconds, token)
+    target.requests += total
     cpu = None
     if proc:
         cpu = (sum(proc.cpu_times()[:2]) - before) / max(total, 1) * 1e6
@@ -147,7 +197,7 @@ def run(seconds: float = 8.0, rounds: int = 3) -> dict[str, Any]:
 
 def _run(bench: Bench, tmp: Path, seconds: float, rounds: int) -> dict[str, Any]:
     py = sys.executable
-    up_port, nginx_port, gw_port = free_port(), free_port(), free_port()
+    up_port, nginx_port = free_port(), free_port()
     bench.spawn(
         pinned(0, [py, "-m", "uvicorn", "bench.upstream:app", "--port", str(up_port),
                    "--loop", "uvloop", "--http", "httptools", "--no-access-log",
@@ -163,50 +213,98 @@ def _run(bench: Bench, tmp: Path, seconds: float, rounds: int) -> dict[str, Any]
     wait_http(f"http://127.0.0.1:{nginx_port}/")
 
     issuer = _issuer()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("INTELLIPOST_")},
+    otlp = OtlpReceiver()
+    token = issuer["token"]
+    base_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INTELLIPOST_", "OTEL_"))},
         "INTELLIPOST_ENV_FILE": str(tmp / "none.env"),
         "INTELLIPOST_VAR_DIR": str(tmp / "var"),
-        "INTELLIPOST_GATEWAY_PORT": str(gw_port),
         "INTELLIPOST_GATEWAY_USER_URL": upstream_url,
         "INTELLIPOST_LOG_FORMAT": "json",
+        "INTELLIPOST_LOG_LEVEL": "INFO",
         "INTELLIPOST_JWKS_URL": issuer["jwks_url"],
+        # As in the container image: every line is written out when it is logged.
+        "PYTHONUNBUFFERED": "1",
     }
-    gw_pid = bench.spawn(pinned(1, [py, "-m", "intellipost.gateway"]), env, log="gateway.log")
-    token = issuer["token"]
-    wait_http(f"http://127.0.0.1:{gw_port}/health/live")
-    gateway_url = f"http://127.0.0.1:{gw_port}/api/v1/users/bench"
-    wait_http(gateway_url, headers={"Authorization": f"Bearer {token}"})
-
+    gateways = {
+        "gateway": {},
+        "gateway + OTLP export": {"INTELLIPOST_OTEL_EXPORTER_ENDPOINT": otlp.endpoint},
+    }
     targets = [
         Target("upstream direct", upstream_url + "/api/v1/users/bench", None),
         Target("nginx", f"http://127.0.0.1:{nginx_port}/api/v1/users/bench", nginx_pid),
-        Target("gateway", gateway_url, gw_pid),
     ]
+    logs: dict[str, Path] = {}
+    for name, extra in gateways.items():
+        port = free_port()
+        log = f"{name.split()[0]}-{len(logs)}.log"
+        env = {**base_env, **extra, "INTELLIPOST_GATEWAY_PORT": str(port)}
+        pid = bench.spawn(pinned(1, [py, "-m", "intellipost.gateway"]), env, log=log)
+        url = f"http://127.0.0.1:{port}/api/v1/users/bench"
+        wait_http(url, headers={"Authorization": f"Bearer {token}"})
+        _check_traced(url, token)
+        targets.append(Target(name, url, pid))
+        logs[name] = tmp / log
+
     for target in targets:  # warm up pools, caches and the JIT-less interpreter alike
-        wrk(target.url, 32, 2, token)
+        target.requests += wrk(target.url, 32, 2, token)[3]
+    load_before = os.getloadavg()
     for connections in (32, 1):
         for _ in range(rounds):
             for target in targets:
                 sample = measure(target, connections, seconds, token)
                 target.samples.setdefault(connections, []).append(sample)
+    load_after = os.getloadavg()
+    bench.close()  # flushes the exporter's last batch and the logs
 
-    gateway_log = (tmp / "gateway.log").read_text(errors="replace").splitlines()
-    access_lines = sum(1 for line in gateway_log if '"event_type":"access"' in line)
-    result: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "targets": {}}
+    result: dict[str, Any] = {
+        "seconds": seconds,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
+        "targets": {},
+        "gateways": {},
+    }
     for target in targets:
         result["targets"][target.name] = {
             c: median(samples).__dict__ for c, samples in target.samples.items()
         }
     t = result["targets"]
-    result["gateway_vs_nginx_rps_32c"] = t["gateway"][32]["rps"] / t["nginx"][32]["rps"]
-    result["gateway_added_p50_ms_1c"] = (
-        t["gateway"][1]["p50_ms"] - t["upstream direct"][1]["p50_ms"]
-    )
-    result["nginx_added_p50_ms_1c"] = t["nginx"][1]["p50_ms"] - t["upstream direct"][1]["p50_ms"]
-    result["gateway_access_lines"] = access_lines
+    direct, nginx = t["upstream direct"], t["nginx"]
+    result["nginx_added_p50_ms_1c"] = nginx[1]["p50_ms"] - direct[1]["p50_ms"]
+    for target in targets:
+        if target.name not in gateways:
+            continue
+        lines = logs[target.name].read_text(errors="replace").splitlines()
+        result["gateways"][target.name] = {
+            "vs_nginx_rps_32c": t[target.name][32]["rps"] / nginx[32]["rps"],
+            "added_p50_ms_1c": t[target.name][1]["p50_ms"] - direct[1]["p50_ms"],
+            "requests": target.requests,
+            "access_lines": sum(1 for line in lines if '"event_type":"access"' in line),
+        }
+    result["otlp_spans"] = otlp.spans
+    result["otlp_batches"] = otlp.batches
+    result["otlp_services"] = sorted(otlp.services)
+    otlp.close()
     issuer["server"].shutdown()
     return result
+
+
+def _check_traced(url: str, token: str) -> None:
+    """The gateway continues an incoming trace and says so (or the numbers mean nothing)."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = httpx.get(
+        url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+        },
+        timeout=5,
+    )
+    traceresponse = response.headers.get("traceresponse", "")
+    if response.status_code != 200 or traceresponse.split("-")[1:2] != [trace_id]:
+        raise RuntimeError(f"{url} is not tracing: {response.status_code} {traceresponse!r}")
 
 
 def _issuer() -> dict[str, Any]:
@@ -263,12 +361,24 @@ def render(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "- gateway / nginx throughput at 32 connections: "
-        f"**{result['gateway_vs_nginx_rps_32c']:.2f}x**",
-        f"- p50 added at 1 connection: gateway **{result['gateway_added_p50_ms_1c']:.3f} ms**, "
-        f"nginx {result['nginx_added_p50_ms_1c']:.3f} ms",
-        f"- gateway JSON access lines written: {result['gateway_access_lines']:,}",
-    ]  # fmt: skip
+        "| proxy | req/s vs nginx @32 (target >= 0.5x) | p50 added @1 (target <= 0.5 ms) "
+        "| access lines / requests |",
+        "|---|---:|---:|---:|",
+        f"| nginx | 1.00x | {result['nginx_added_p50_ms_1c']:.3f} ms | - |",
+    ]
+    for name, g in result["gateways"].items():
+        lines.append(
+            f"| {name} | **{g['vs_nginx_rps_32c']:.2f}x** | **{g['added_p50_ms_1c']:.3f} ms** "
+            f"| {g['access_lines']:,} / {g['requests']:,} |"
+        )
+    lines += [
+        "",
+        f"- OTLP receiver: {result['otlp_spans']:,} spans in {result['otlp_batches']:,} "
+        f"batches from {', '.join(result['otlp_services']) or 'nobody'}",
+        f"- {result['cpus']} CPUs; load average (1, 5, 15 min) {result['load_before']} before, "
+        f"{result['load_after']} after; {result['rounds']} interleaved rounds of "
+        f"{result['seconds']:g} s per target and connection count, medians shown",
+    ]
     return "\n".join(lines)
 
 

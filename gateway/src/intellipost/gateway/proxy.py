@@ -178,7 +178,7 @@ class Proxy:
             # The body: none, whole (one write with the head), or streamed as it arrives.
             body = b""
             streamed = False
-            if content_length != 0 or chunked:
+            if chunked or content_length:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise ClientDisconnectedError

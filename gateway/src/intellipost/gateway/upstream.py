@@ -385,16 +385,21 @@ class UpstreamPool:
 
     async def acquire(self, origin: Origin, *, fresh: bool = False) -> Connection:
         """A connection to ``origin``: an idle one unless ``fresh``, else a new one."""
-        idle = self._idle.get(origin)
-        while idle and not fresh:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                self._in_use += 1
-                self._busy.add(conn)
-                return conn
-        if self._in_use >= self.max_connections:
-            await self._wait_for_slot()
+        deadline: float | None = None
+        while True:
+            idle = self._idle.get(origin)
+            while idle and not fresh:
+                conn = idle.pop()
+                if not conn.closed:
+                    conn.reused = True
+                    self._in_use += 1
+                    self._busy.add(conn)
+                    return conn
+            if self._in_use < self.max_connections:
+                break
+            if deadline is None:
+                deadline = self.loop.time() + self.connect_timeout
+            await self._wait_for_slot(deadline)
         self._in_use += 1
         try:
             conn = await self._connect(origin)
@@ -425,22 +430,21 @@ class UpstreamPool:
         if idle and conn in idle:
             idle.remove(conn)
 
-    async def _wait_for_slot(self) -> None:
-        deadline = self.loop.time() + self.connect_timeout
-        while self._in_use >= self.max_connections:
-            remaining = deadline - self.loop.time()
+    async def _wait_for_slot(self, deadline: float) -> None:
+        """Wait until a connection is given back (or fail at ``deadline``)."""
+        remaining = deadline - self.loop.time()
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
             if remaining <= 0:
-                raise UpstreamConnectError("every upstream connection is in use")
-            waiter = self.loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(remaining):
-                    await waiter
-            except TimeoutError:
-                raise UpstreamConnectError("every upstream connection is in use") from None
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                await waiter
+        except TimeoutError:
+            raise UpstreamConnectError("every upstream connection is in use") from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     def _hand_over_slot(self) -> None:
         while self._waiters:
