@@ -16,6 +16,7 @@ export UV_NO_PROGRESS := 1
 LOG_FORMAT ?= console
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install run test test-only lint fmt bench demo clean
 
@@ -51,8 +52,16 @@ test-only: install ## Run the test suite without lint
 
 test: lint test-only ## Lint, type-check and run every test
 
-bench: install ## Gateway and logger benchmarks (see docs/BENCHMARKS.md)
-	$(RUN) python -m bench.run
+bench: install ## Gateway and logger benchmarks (see docs/BENCHMARKS.md); installs nginx and wrk
+	@missing=""; for tool in nginx wrk; do \
+		command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing$$missing with apt-get"; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; \
+	fi
+	$(RUN) python -m bench.run $(BENCH_ARGS)
 
 demo: install ## With `make run` going in another terminal: photos + prompt -> a listing on the sandbox
 	$(RUN) python samples/demo.py --gateway $(or $(GATEWAY),http://localhost:8000)
