@@ -9,6 +9,7 @@ from intellipost.shared.errors import PROBLEM_MEDIA_TYPE, problem_body, problem_
 from intellipost.shared.logging import get_structured_logger
 
 log = get_structured_logger("shared.limits")
+_HTTP1 = ("1.1", "1.0")
 
 
 class BodyTooLargeError(Exception):
@@ -30,6 +31,8 @@ class MaxBodySizeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -40,7 +43,13 @@ class MaxBodySizeMiddleware:
                 if declared > self.max_bytes:
                     await self._refuse(scope, send, 413, self._too_large())
                     return
-                break
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and (declared is not None or scope.get("http_version") in _HTTP1):
+            # The HTTP/1.x server delivers exactly the declared length, and no body at all
+            # without one: nothing to count (most requests are GETs).
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         started = False
