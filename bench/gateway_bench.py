@@ -110,7 +110,15 @@ class OtlpReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+        def serve() -> None:
+            # Decoding is the receiver's work, not the gateway's: keep it off the gateway's
+            # CPU (handler threads inherit this thread's affinity).
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, {0})
+            self.server.serve_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:

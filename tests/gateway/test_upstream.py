@@ -388,19 +388,35 @@ async def test_at_the_limit_a_request_gives_up_after_the_connect_timeout() -> No
 
 @dataclass
 class Client:
-    """The ASGI side of one request: what the proxy read and what it answered."""
+    """The ASGI side of one request: what the proxy read and what it answered.
+
+    Like uvicorn, ``receive`` gives the body, then waits until the client goes away
+    (``leave()``) and says ``http.disconnect``; ``send`` keeps accepting after that.
+    """
 
     body_parts: list[bytes]
     sent: list[dict[str, Any]] = field(default_factory=list)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    body_given: bool = False
+    leave_after_first_chunk: bool = False
 
     async def receive(self) -> dict[str, Any]:
-        if not self.body_parts:
-            return {"type": "http.disconnect"}
-        part = self.body_parts.pop(0)
-        return {"type": "http.request", "body": part, "more_body": bool(self.body_parts)}
+        if self.body_parts:
+            part = self.body_parts.pop(0)
+            return {"type": "http.request", "body": part, "more_body": bool(self.body_parts)}
+        if not self.body_given:
+            self.body_given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(dict(message))
+        if self.leave_after_first_chunk and message.get("more_body"):
+            self.gone.set()
+
+    def leave(self) -> None:
+        self.gone.set()
 
     @property
     def status(self) -> int:
@@ -449,8 +465,10 @@ async def proxy_for() -> AsyncIterator[Callable[[ScriptedServer], Awaitable[Prox
         await proxy.close()
 
 
-async def forward(proxy: Proxy, request: dict[str, Any], body: list[bytes]) -> Client:
-    client = Client(list(body))
+async def forward(
+    proxy: Proxy, request: dict[str, Any], body: list[bytes], client: Client | None = None
+) -> Client:
+    client = client or Client(list(body))
     await proxy.forward(request, client.receive, client.send, proxy.upstreams["user"])
     return client
 
@@ -656,3 +674,42 @@ async def test_hop_by_hop_answer_headers_are_dropped(
         assert names == [b"x-kept", b"content-length"]
     finally:
         await server.close()
+
+
+async def test_a_client_that_leaves_ends_a_streamed_answer_and_its_upstream_connection(
+    proxy_for: Callable[[ScriptedServer], Awaitable[Proxy]],
+) -> None:
+    sent_parts = 0
+    stopped = asyncio.Event()
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent_parts
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(200):
+                writer.write(b"5\r\nchunk\r\n")
+                await writer.drain()
+                sent_parts += 1
+                await asyncio.sleep(0.01)
+                if reader.at_eof():
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            stopped.set()
+            writer.close()
+
+    port = free_port()
+    listener = await asyncio.start_server(stream, "127.0.0.1", port)
+    try:
+        proxy = await proxy_for(ScriptedServer(answer(b""), port=port))
+        client = Client([], leave_after_first_chunk=True)
+        await asyncio.wait_for(forward(proxy, scope(), [], client), 5)
+        await asyncio.wait_for(stopped.wait(), 5)
+        assert client.status == 200
+        # The proxy stopped reading for nobody: far fewer than the 200 parts went out.
+        assert sent_parts < 100
+    finally:
+        listener.close()
+        await listener.wait_closed()

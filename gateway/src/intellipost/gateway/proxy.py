@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -229,9 +230,7 @@ class Proxy:
             if whole is not None:
                 await send({"type": "http.response.body", "body": whole})
                 return
-            while chunk := await conn.read():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await _relay_stream(conn, receive, send)
         except UpstreamTimeoutError as exc:
             span.set_status(Status(StatusCode.ERROR, "timeout"))
             span.record_exception(exc)
@@ -377,6 +376,36 @@ async def _send_body(conn: Connection, first: bytes, receive: Receive, chunked: 
     if chunked:
         conn.write(b"0\r\n\r\n")
     return True
+
+
+async def _relay_stream(conn: Connection, receive: Receive, send: Send) -> None:
+    """Relay a streamed answer; a client that goes away ends it and its upstream connection.
+
+    The server keeps accepting ``send`` after a disconnect without saying so, so a watcher
+    waits for ``http.disconnect`` meanwhile (instead of reading a large answer for nobody).
+    """
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+
+    def client_gone(done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            conn.abort(UpstreamError("the client went away"))
+
+    watcher.add_done_callback(client_gone)
+    try:
+        while chunk := await conn.read():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except UpstreamError:
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+            raise ClientDisconnectedError from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a body nobody will forward
 
 
 def _response_headers(headers: list[tuple[bytes, bytes]], status: int) -> list[tuple[bytes, bytes]]:
