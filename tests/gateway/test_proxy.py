@@ -257,6 +257,7 @@ def test_access_line_per_proxied_request_carries_route_and_status(fleet: Fleet) 
     assert access[0]["status"] == 200
     assert access[0]["method"] == "GET"
     assert access[0]["path"] == "/api/v1/users/me"
+    assert access[0]["route"] == "/api/v1/users"
     assert access[0]["trace_id"] == response.headers["traceresponse"].split("-")[1]
 
 

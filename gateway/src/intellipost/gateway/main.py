@@ -9,9 +9,9 @@ from intellipost.gateway.api import router
 from intellipost.gateway.auth import EdgeAuthMiddleware, PublicRoutes
 from intellipost.gateway.config import GatewayConfig, get_config
 from intellipost.gateway.proxy import Proxy, send_problem
-from intellipost.gateway.tracing import ROUTE_KEY, ServerSpanMiddleware
+from intellipost.gateway.tracing import ServerSpanMiddleware
 from intellipost.shared.app import create_service_app
-from intellipost.shared.correlation import CorrelationMiddleware
+from intellipost.shared.correlation import ROUTE_KEY, CorrelationMiddleware
 from intellipost.shared.health import CheckFn, Health
 from intellipost.shared.http import get_service_client
 from intellipost.shared.limits import MaxBodySizeMiddleware

@@ -36,9 +36,9 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from intellipost.shared.correlation import ROUTE_KEY
 from intellipost.shared.tracecontext import parse_traceparent, parse_tracestate
 
-ROUTE_KEY = "intellipost.route"
 SCOPE_NAME = "intellipost.gateway"
 _MAX_ATTRIBUTES = 128
 _UNSET = Status(StatusCode.UNSET)

@@ -30,6 +30,9 @@ BAGGAGE_KEY = "correlation_id"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BAGGAGE_ITEM = re.compile(r"(?:^|,)\s*correlation_id\s*=\s*([^,;\s]*)")
 _QUIET_PREFIX = "/health"
+# The route template of a request routed by something other than Starlette (the gateway's
+# dispatcher puts the matched prefix here); Starlette's own goes in scope["route"].
+ROUTE_KEY = "intellipost.route"
 _OUR_HEADERS = frozenset({b"x-correlation-id", b"x-request-id"})
 _OUR_HEADERS_TRACED = _OUR_HEADERS | {b"traceresponse"}
 
@@ -195,11 +198,10 @@ class CorrelationMiddleware:
         finally:
             path: str = scope["path"]
             if status >= 400 or not path.startswith(_QUIET_PREFIX):
-                route = scope.get("route")
                 self.access_log.access(
                     method=scope["method"],
                     path=path,
-                    route=getattr(route, "path", None),
+                    route=scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", None),
                     status=status,
                     duration_ms=(time.perf_counter() - began) * 1000,
                     response_bytes=sent,
