@@ -31,6 +31,8 @@ _KINDS = (b"\x30\x01", b"\x30\x02", b"\x30\x03", b"\x30\x04", b"\x30\x05")
 _HAS_IS_REMOTE = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _CACHE_LIMIT = 4096
+# Ids (UUIDs are 36 characters) would fill the value cache with strings seen once.
+_SHORT = 32
 # Encoded attribute keys, and whole ``value`` fields of short strings: both repeat a lot
 # (method names, routes, schemes) and encoding them is most of an attribute's cost.
 _keys: dict[str, bytes] = {}
@@ -63,9 +65,12 @@ class _UnsupportedError(Exception):
     """Something only the SDK's encoder handles (it logs and skips a bad attribute)."""
 
 
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+
+
 def _varint(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -112,7 +117,7 @@ def _key_value(key: str, value: Any) -> bytes:
         encoded_key = _field(b"\x0a", key.encode())
         if len(_keys) < _CACHE_LIMIT:
             _keys[key] = encoded_key
-    if type(value) is str and len(value) <= 64:
+    if type(value) is str and len(value) <= _SHORT:
         encoded_value = _short_values.get(value)
         if encoded_value is None:
             encoded_value = _field(b"\x12", _any_value(value))
