@@ -31,8 +31,8 @@ from intellipost.shared.otlp import EncodedSpans, encode_spans, install
 
 
 def decoded(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
-    encoded = encode_spans(spans)
-    return ExportTraceServiceRequest.FromString(encoded.SerializePartialToString())
+    data: bytes = encode_spans(spans).SerializePartialToString()
+    return ExportTraceServiceRequest.FromString(data)
 
 
 def assert_same_as_sdk(spans: list[ReadableSpan]) -> None:
