@@ -31,8 +31,9 @@ from intellipost.shared.otlp import EncodedSpans, encode_spans, install
 
 
 def decoded(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
-    data: bytes = encode_spans(spans).SerializePartialToString()
-    return ExportTraceServiceRequest.FromString(data)
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(encode_spans(spans).SerializePartialToString())
+    return request
 
 
 def assert_same_as_sdk(spans: list[ReadableSpan]) -> None:
