@@ -138,6 +138,14 @@ class Proxy:
         method: str = scope["method"]
         parsed = self._request_head(scope, upstream)
         if parsed is None:
+            # Only a request the server in front should already have refused gets here.
+            log.security_event(
+                "malformed_request",
+                "medium",
+                reason="framing headers or line breaks in the request head",
+                path=scope["path"],
+                upstream=upstream.name,
+            )
             await send_problem(
                 send,
                 400,
