@@ -44,6 +44,9 @@ _MAX_ATTRIBUTES = 128
 _UNSET = Status(StatusCode.UNSET)
 _VALUE_TYPES = (str, bool, int, float)
 _baggage = W3CBaggagePropagator()
+# One object for every span: exporters group spans by scope, and equal-but-distinct
+# scopes compare their attributes on every lookup.
+_SCOPE = InstrumentationScope(SCOPE_NAME)
 
 
 class _Carrier:
@@ -177,7 +180,7 @@ class Tracing:
             self.ids = tracer.id_generator
             self.resource = tracer.resource
             self.processor = tracer.span_processor
-        self.scope = InstrumentationScope(SCOPE_NAME)
+        self.scope = _SCOPE
 
     def start(
         self,

@@ -203,19 +203,25 @@ def _request(spans: Sequence[ReadableSpan]) -> bytes:
     # appearance), looking objects up by identity first: hashing a Resource serializes it.
     groups: list[tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = []
     by_identity: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+    # Lists of encoded spans by the identity of their (resource, scope) objects.
+    spans_of: dict[tuple[int, int], list[bytes]] = {}
     for span in spans:
         resource = span.resource
-        scopes = by_identity.get(id(resource))
-        if scopes is None:
-            for known, known_scopes in groups:
-                if known == resource:
-                    scopes = known_scopes
-                    break
-            else:
-                scopes = {}
-                groups.append((resource, scopes))
-            by_identity[id(resource)] = scopes
-        scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
+        scope = span.instrumentation_scope or None
+        encoded = spans_of.get((id(resource), id(scope)))
+        if encoded is None:
+            scopes = by_identity.get(id(resource))
+            if scopes is None:
+                for known, known_scopes in groups:
+                    if known == resource:
+                        scopes = known_scopes
+                        break
+                else:
+                    scopes = {}
+                    groups.append((resource, scopes))
+                by_identity[id(resource)] = scopes
+            encoded = spans_of[(id(resource), id(scope))] = scopes.setdefault(scope, [])
+        encoded.append(_span(span))
     out = []
     for resource, scopes in groups:
         body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
