@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +177,39 @@ def running(*components: Component, wait: str = "/health/live") -> Iterator[None
             component.stop()
 
 
+# --- Local HTTP peers --------------------------------------------------------------------
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output clean and answers with bytes in one call."""
+
+    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LocalHTTPServer:
+    """A threaded HTTP server on a free loopback port, served from a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 # --- PostgreSQL and Redis ----------------------------------------------------------------
 
 
@@ -261,32 +296,20 @@ class TokenIssuer:
         return f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
 
     def serve(self) -> TokenIssuer:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 body = json.dumps(issuer.jwks()).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
 
 # --- Real HTTP peers ---------------------------------------------------------------------
@@ -305,9 +328,6 @@ class OtlpReceiver:
         return f"http://127.0.0.1:{self.port}"
 
     def serve(self) -> OtlpReceiver:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
             ExportTraceServiceResponse,
@@ -315,7 +335,7 @@ class OtlpReceiver:
 
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 request = ExportTraceServiceRequest.FromString(self.rfile.read(length))
@@ -344,18 +364,10 @@ class OtlpReceiver:
                                 }
                             )
                 body = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, body, "application/x-protobuf")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
@@ -369,8 +381,7 @@ class OtlpReceiver:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
 
 def _otlp_value(value: Any) -> Any:
@@ -391,12 +402,9 @@ class EchoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def serve(self) -> EchoServer:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         echo = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _answer(self) -> None:
@@ -410,23 +418,14 @@ class EchoServer:
                 }
                 echo.requests.append(seen)
                 out = json.dumps(seen).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.answer(200, out)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()

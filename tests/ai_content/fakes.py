@@ -3,14 +3,16 @@ service's category prediction, speaking the real request and response shapes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support import LocalHTTPServer, QuietHandler
 
 GOOD_LISTING: dict[str, Any] = {
     "title": "Zapatillas Nike Air Max 90 Blancas Talle 42",
@@ -61,7 +63,7 @@ class ModelServer:
     in_flight: int = 0
     most_in_flight: int = 0
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -82,7 +84,7 @@ class ModelServer:
     def serve(self) -> ModelServer:
         model_server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -129,30 +131,17 @@ class ModelServer:
                 else:
                     status, answer = 404, {"error": {"message": "no such route"}}
                 data = json.dumps(answer).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                # The client may have given up already (a timeout test).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.answer(status, data)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
 
 def _openai(body: dict[str, Any], reply: Reply) -> tuple[int, dict[str, Any]]:
@@ -255,7 +244,7 @@ class CategoryPredictor:
     status: int = 200
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -264,7 +253,7 @@ class CategoryPredictor:
     def serve(self) -> CategoryPredictor:
         predictor = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -276,27 +265,15 @@ class CategoryPredictor:
                 else:
                     status, answer = predictor.status, {"candidates": predictor.candidates}
                 data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(status, data)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
 
 def sneaker_candidate(site: str = "MLA", **changes: Any) -> dict[str, Any]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.sandbox.support import approve, png
-from tests.support import Component, TokenIssuer, base_env, free_port
+from tests.support import (
+    Component,
+    LocalHTTPServer,
+    QuietHandler,
+    TokenIssuer,
+    base_env,
+    free_port,
+)
 
 API = "/api/v1/mercadolibre"
 # The development default of INTELLIPOST_MERCADOLIBRE_TOKEN_ENCRYPTION_KEY.
@@ -105,7 +110,7 @@ class PictureSource:
     pictures: dict[str, bytes] = field(default_factory=dict)
     seen_authorization: list[str | None] = field(default_factory=list)
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalHTTPServer | None = None
 
     @property
     def origin(self) -> str:
@@ -117,36 +122,24 @@ class PictureSource:
     def serve(self) -> PictureSource:
         source = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 source.seen_authorization.append(self.headers.get("authorization"))
                 name = self.path.split("?")[0].rsplit("/", 1)[-1]
                 if self.headers.get("authorization") != f"Bearer {source.token}":
-                    self._answer(401, json.dumps({"status": 401}).encode(), "application/json")
+                    self.answer(401, json.dumps({"status": 401}).encode(), "application/json")
                 elif name not in source.pictures:
-                    self._answer(404, b"{}", "application/json")
+                    self.answer(404, b"{}", "application/json")
                 else:
-                    self._answer(200, source.pictures[name], "image/png")
+                    self.answer(200, source.pictures[name], "image/png")
 
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalHTTPServer(Handler)
+        self.port = self._server.port
         return self
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
 
 async def connection_row(database_url: str, user_id: str) -> dict[str, Any]:

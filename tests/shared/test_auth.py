@@ -7,11 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -28,7 +26,7 @@ from intellipost.shared.auth import (
 )
 from intellipost.shared.context import user_id_var
 from intellipost.shared.errors import install_error_handlers
-from tests.support import TokenIssuer
+from tests.support import LocalHTTPServer, QuietHandler, TokenIssuer
 
 
 class JwksServer:
@@ -45,33 +43,22 @@ class JwksServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
+        return f"http://127.0.0.1:{self._server.port}/.well-known/jwks.json"
 
     def serve(self) -> JwksServer:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 owner.hits += 1
                 body = json.dumps(owner.document).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = LocalHTTPServer(Handler)
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
 @pytest.fixture
