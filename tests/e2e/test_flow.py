@@ -94,10 +94,11 @@ async def fleet(
             ]:
                 started.result()
         gateway.start(wait="/health/ready")
-        sandbox = components.pop("sandbox")
-        yield Fleet(gateway, components, sandbox, request.param)
+        services = {name: c for name, c in components.items() if name != "sandbox"}
+        yield Fleet(gateway, services, components["sandbox"], request.param)
     finally:
         gateway.stop()
+        # Every process this fixture started, the sandbox included, is stopped here.
         for component in components.values():
             component.stop()
         for database in databases.values():
