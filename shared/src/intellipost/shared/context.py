@@ -11,15 +11,3 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 user_id_var: ContextVar[str | None] = ContextVar("user_id", default=None)
 # The caller's Authorization header, forwarded on service-to-service calls.
 authorization_var: ContextVar[str | None] = ContextVar("authorization", default=None)
-
-
-def get_correlation_id() -> str | None:
-    return correlation_id_var.get()
-
-
-def get_request_id() -> str | None:
-    return request_id_var.get()
-
-
-def get_user_id() -> str | None:
-    return user_id_var.get()

@@ -24,8 +24,6 @@ from intellipost.shared.errors import PROBLEM_MEDIA_TYPE, problem_body
 from intellipost.shared.logging import get_structured_logger
 from intellipost.shared.tracecontext import format_traceresponse
 
-CORRELATION_HEADER = "x-correlation-id"
-REQUEST_HEADER = "x-request-id"
 BAGGAGE_KEY = "correlation_id"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BAGGAGE_ITEM = re.compile(r"(?:^|,)\s*correlation_id\s*=\s*([^,;\s]*)")

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
@@ -78,13 +78,6 @@ def setup_telemetry(config: BaseModuleConfig) -> TracerProvider:
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
-
-
-def add_span_processor(processor: SpanProcessor) -> None:
-    """Attach a processor (tests use an in-memory exporter) to the process's provider."""
-    if _provider is None:
-        raise RuntimeError("setup_telemetry() has not run")
-    _provider.add_span_processor(processor)
 
 
 def instrument_fastapi(app: FastAPI) -> None:
