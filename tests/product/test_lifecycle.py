@@ -16,7 +16,7 @@ import pytest
 
 from intellipost.product.clients import AiContentClient, MercadoLibreClient
 from intellipost.product.config import ProductConfig
-from intellipost.product.models import Product
+from intellipost.product.models import IdempotencyKey, Product
 from intellipost.product.repository import ProductRepository
 from intellipost.product.service import PUBLISHABLE, NewProduct, ProductService
 from intellipost.product.storage import LocalStorage, StorageError
@@ -255,3 +255,67 @@ async def test_a_storage_fault_halfway_leaves_no_product_and_no_files(
         assert await ProductRepository(session).page("seller", limit=10) == []
         assert await ProductRepository(session).key("seller", "key-1") is None
     assert work.in_flight == 0
+
+
+async def test_an_idempotency_key_is_forgotten_after_its_time_to_live(
+    database: Database, isolated_env: Path
+) -> None:
+    now = [datetime.now(UTC)]
+    config = ProductConfig(var_dir=isolated_env / "var", idempotency_key_ttl_hours=24)
+    work = BackgroundWork(
+        database,
+        lease_seconds=30,
+        drain_seconds=5,
+        key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
+        clock=lambda: now[0],
+    )
+    unused = f"http://127.0.0.1:{free_port()}"
+    service = ProductService(
+        config,
+        database,
+        LocalStorage(isolated_env / "media"),
+        work,
+        AiContentClient(unused, 1),
+        MercadoLibreClient(unused, 1),
+        clock=lambda: now[0],
+    )
+    new = NewProduct("Mochila urbana azul 25 litros", None, 1, "new", "MLA")
+    try:
+        first, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        assert not replayed
+        now[0] += timedelta(hours=23)
+        again, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        assert (again.id, replayed) == (first.id, True)
+
+        now[0] += timedelta(hours=2)  # 25 hours after the first request
+        later, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        assert not replayed
+        assert later.id != first.id
+
+        # The purge forgets keys past their time to live, and only those.
+        other, _ = await service.create("seller", new, [jpeg()], "key-2")
+        now[0] += timedelta(hours=24, seconds=1)  # key-1 (renewed) is now expired
+        await add_key_at(database, "key-3", other.id, now[0])
+        assert await work.purge_keys() == 2
+        async with database.session() as session:
+            repo = ProductRepository(session)
+            assert await repo.key("seller", "key-1") is None
+            assert await repo.key("seller", "key-2") is None
+            assert await repo.key("seller", "key-3") is not None
+    finally:
+        await work.stop()
+
+
+async def add_key_at(database: Database, key: str, product_id: str, at: datetime) -> None:
+    async with database.session() as session:
+        await ProductRepository(session).add_key(
+            IdempotencyKey(
+                id=str(uuid.uuid4()),
+                owner_id="seller",
+                key=key,
+                fingerprint="f" * 64,
+                product_id=product_id,
+                created_at=at,
+            )
+        )
+        await session.commit()

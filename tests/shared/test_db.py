@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from intellipost.shared.db import Database
 from intellipost.user.config import UserConfig
@@ -48,3 +53,55 @@ async def test_sessions_reach_the_modules_own_database(database_url: str) -> Non
 def test_default_url_is_a_sqlite_file_under_the_var_dir(tmp_path: Path) -> None:
     config = UserConfig(var_dir=tmp_path / "state")
     assert Database(config).url == f"sqlite+aiosqlite:///{tmp_path}/state/user.db"
+
+
+MODULES = {
+    "user": ("intellipost.user.config:UserConfig", "intellipost.user.models:UserBase"),
+    "product": (
+        "intellipost.product.config:ProductConfig",
+        "intellipost.product.models:ProductBase",
+    ),
+    "mercadolibre": (
+        "intellipost.mercadolibre.config:MercadoLibreConfig",
+        "intellipost.mercadolibre.models:MercadolibreBase",
+    ),
+    "ai_content": (
+        "intellipost.ai_content.config:AiContentConfig",
+        "intellipost.ai_content.models:AiContentBase",
+    ),
+}
+
+
+def _load(spec: str) -> Any:
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+async def test_each_modules_migrations_build_exactly_its_models(
+    module: str, database_url: str
+) -> None:
+    config_class, base = (_load(spec) for spec in MODULES[module])
+    db = Database(
+        config_class(database_url=database_url), migrations_package=f"intellipost.{module}"
+    )
+    try:
+        await db.migrate()
+
+        # Every module's models share one metadata; compare only this module's tables.
+        tables = {m.local_table.name for m in base.registry.mappers if issubclass(m.class_, base)}
+
+        def ours(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+            table = obj if kind == "table" else getattr(obj, "table", None)
+            return table is None or table.name in tables
+
+        def differences(conn: Connection) -> list[Any]:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": ours}
+            )
+            return list(compare_metadata(context, base.metadata))
+
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(differences) == []
+    finally:
+        await db.dispose()

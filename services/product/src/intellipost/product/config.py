@@ -68,6 +68,12 @@ class ProductConfig(BaseModuleConfig, DatabaseMixin, AuthMixin):
         description="Background work renews its claim on a product this often (x3); a claim "
         "not renewed for this long (the process died) moves the product to failed.",
     )
+    idempotency_key_ttl_hours: float = Field(
+        24.0,
+        gt=0,
+        description="How long an Idempotency-Key is remembered; after that the same key makes "
+        "a new request.",
+    )
     storage_backend: Literal["local", "s3"] = Field(
         "local", description="Where images are kept: local (a directory) or s3 (S3-compatible)."
     )

@@ -27,6 +27,7 @@ def create_app(config: ProductConfig | None = None) -> FastAPI:
         lease_seconds=config.task_lease_seconds,
         # Leave half the graceful period to uvicorn's own draining of requests.
         drain_seconds=config.graceful_timeout_seconds / 2,
+        key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
     )
 
     async def start_work(_: FastAPI) -> None:

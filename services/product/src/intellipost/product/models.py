@@ -115,4 +115,5 @@ class IdempotencyKey(ProductBase):
         ForeignKey("products.id", ondelete="CASCADE", name="fk_idempotency_keys_product_id"),
         index=True,
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed for the purge of expired keys.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -112,6 +112,15 @@ class ProductRepository:
         )
         return result.scalar_one_or_none()
 
+    async def drop_key(self, key_id: str) -> None:
+        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == key_id))
+
+    async def purge_keys(self, created_before: datetime) -> int:
+        result = await self.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < created_before)
+        )
+        return _rowcount(result)
+
     async def add_key(self, key: IdempotencyKey) -> None:
         self.session.add(key)
         try:

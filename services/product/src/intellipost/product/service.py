@@ -359,6 +359,11 @@ class ProductService:
             record = await repo.key(owner_id, key)
             if record is None:
                 return None
+            if record.created_at <= self.clock() - self.work.key_ttl:
+                # Remembered long enough: the key makes a new request, as a payment API's does.
+                await repo.drop_key(record.id)
+                await session.commit()
+                return None
             if record.fingerprint != fingerprint:
                 raise ProblemError(
                     422,
