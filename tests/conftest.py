@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,16 @@ from tests.support import (
     redis_available,
     unavailable,
 )
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No INTELLIPOST_* from the developer's shell or `.env` reaches the settings."""
+    for key in list(os.environ):
+        if key.startswith("INTELLIPOST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("INTELLIPOST_ENV_FILE", str(tmp_path / "absent.env"))
+    return tmp_path
 
 
 @pytest.fixture

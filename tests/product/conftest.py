@@ -1,4 +1,4 @@
-"""The product service as a real process, with the real AI content service next to it."""
+"""The product service as a real process next to the real AI content service; its database."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from intellipost.product.config import ProductConfig
+from intellipost.shared.db import Database
 from tests.support import (
     Component,
     TokenIssuer,
@@ -74,3 +76,14 @@ async def stack(
         issuer.close()
         if pg_url:
             await drop_pg_database(pg_url)
+
+
+@pytest.fixture
+async def database(database_url: str, isolated_env: Path) -> AsyncIterator[Database]:
+    config = ProductConfig(database_url=database_url, var_dir=isolated_env / "var")
+    db = Database(config, migrations_package="intellipost.product")
+    await db.migrate()
+    try:
+        yield db
+    finally:
+        await db.dispose()

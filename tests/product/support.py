@@ -7,6 +7,8 @@ import os
 import struct
 import time
 import zlib
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,43 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from tests.support import REPO
+from intellipost.product.clients import AiContentClient, MercadoLibreClient
+from intellipost.product.config import ProductConfig
+from intellipost.product.service import NewProduct, ProductService
+from intellipost.product.storage import Storage
+from intellipost.product.tasks import BackgroundWork, utcnow
+from intellipost.shared.db import Database
+from tests.support import REPO, free_port
 
 API = "/api/v1/products"
 SAMPLES = REPO / "samples" / "photos"
 PROMPT = "Zapatillas running Topper Boost Run hombre talle 42 color rojo, nuevas en caja"
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
+
+
+# A product a seller might create; its fields pass every check.
+BACKPACK = NewProduct("Mochila urbana azul 25 litros", None, 1, "new", "MLA")
+
+
+def offline_service(
+    config: ProductConfig,
+    database: Database,
+    storage: Storage,
+    work: BackgroundWork,
+    clock: Callable[[], datetime] = utcnow,
+) -> ProductService:
+    """The service in-process, its AI content and MercadoLibre peers unreachable."""
+    unused = f"http://127.0.0.1:{free_port()}"
+    return ProductService(
+        config,
+        database,
+        storage,
+        work,
+        AiContentClient(unused, 1),
+        MercadoLibreClient(unused, 1),
+        clock=clock,
+    )
 
 
 def auth(token: str) -> dict[str, str]:

@@ -3,49 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from intellipost.product.clients import AiContentClient, MercadoLibreClient
 from intellipost.product.config import ProductConfig
 from intellipost.product.models import IdempotencyKey, Product
 from intellipost.product.repository import ProductRepository
-from intellipost.product.service import PUBLISHABLE, NewProduct, ProductService
+from intellipost.product.service import PUBLISHABLE
 from intellipost.product.storage import LocalStorage, StorageError
 from intellipost.product.tasks import INTERRUPTED_BY_RESTART, BackgroundWork
 from intellipost.shared.config import ConfigError
 from intellipost.shared.db import Database
 from intellipost.shared.errors import ProblemError
-from tests.product.support import jpeg
-from tests.support import REPO, base_env, free_port
-
-
-@pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in list(os.environ):
-        if key.startswith("INTELLIPOST_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("INTELLIPOST_ENV_FILE", str(tmp_path / "absent.env"))
-    return tmp_path
-
-
-@pytest.fixture
-async def database(database_url: str, isolated_env: Path) -> AsyncIterator[Database]:
-    config = ProductConfig(database_url=database_url, var_dir=isolated_env / "var")
-    db = Database(config, migrations_package="intellipost.product")
-    await db.migrate()
-    try:
-        yield db
-    finally:
-        await db.dispose()
+from tests.product.support import BACKPACK, jpeg, offline_service
+from tests.support import REPO, base_env
 
 
 async def add_product(database: Database, **values: Any) -> str:
@@ -234,19 +211,10 @@ async def test_a_storage_fault_halfway_leaves_no_product_and_no_files(
     config = ProductConfig(var_dir=isolated_env / "var")
     storage = FailingStorage(isolated_env / "media", writes_before_failure=5)
     work = BackgroundWork(database, lease_seconds=30, drain_seconds=1)
-    unused = f"http://127.0.0.1:{free_port()}"
-    service = ProductService(
-        config,
-        database,
-        storage,
-        work,
-        AiContentClient(unused, 1),
-        MercadoLibreClient(unused, 1),
-    )
-    new = NewProduct("Mochila urbana azul 25 litros", None, 1, "new", "MLA")
+    service = offline_service(config, database, storage, work)
 
     with pytest.raises(ProblemError) as caught:
-        await service.create("seller", new, [jpeg(), jpeg(600, 700)], "key-1")
+        await service.create("seller", BACKPACK, [jpeg(), jpeg(600, 700)], "key-1")
 
     assert caught.value.status == 503
     assert storage.left == 0  # five files were written before the fault...
@@ -269,31 +237,23 @@ async def test_an_idempotency_key_is_forgotten_after_its_time_to_live(
         key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
         clock=lambda: now[0],
     )
-    unused = f"http://127.0.0.1:{free_port()}"
-    service = ProductService(
-        config,
-        database,
-        LocalStorage(isolated_env / "media"),
-        work,
-        AiContentClient(unused, 1),
-        MercadoLibreClient(unused, 1),
-        clock=lambda: now[0],
+    service = offline_service(
+        config, database, LocalStorage(isolated_env / "media"), work, clock=lambda: now[0]
     )
-    new = NewProduct("Mochila urbana azul 25 litros", None, 1, "new", "MLA")
     try:
-        first, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        first, replayed = await service.create("seller", BACKPACK, [jpeg()], "key-1")
         assert not replayed
         now[0] += timedelta(hours=23)
-        again, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        again, replayed = await service.create("seller", BACKPACK, [jpeg()], "key-1")
         assert (again.id, replayed) == (first.id, True)
 
         now[0] += timedelta(hours=2)  # 25 hours after the first request
-        later, replayed = await service.create("seller", new, [jpeg()], "key-1")
+        later, replayed = await service.create("seller", BACKPACK, [jpeg()], "key-1")
         assert not replayed
         assert later.id != first.id
 
         # The purge forgets keys past their time to live, and only those.
-        other, _ = await service.create("seller", new, [jpeg()], "key-2")
+        other, _ = await service.create("seller", BACKPACK, [jpeg()], "key-2")
         now[0] += timedelta(hours=24, seconds=1)  # key-1 (renewed) is now expired
         await add_key_at(database, "key-3", other.id, now[0])
         assert await work.purge_keys() == 2
@@ -319,3 +279,27 @@ async def add_key_at(database: Database, key: str, product_id: str, at: datetime
             )
         )
         await session.commit()
+
+
+async def test_housekeeping_repeats_after_a_failed_round_and_ends_with_stop(
+    database: Database,
+) -> None:
+    rounds: list[int] = []
+
+    async def job() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise OSError("storage briefly away")
+
+    work = BackgroundWork(database, lease_seconds=30, drain_seconds=1)
+    await work.start()
+    work.every("test-job", 0.01, job, first_after_seconds=0)
+    for _ in range(200):
+        if len(rounds) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await work.stop()
+    assert len(rounds) >= 3  # the failed first round did not end the job
+    settled = len(rounds)
+    await asyncio.sleep(0.05)
+    assert len(rounds) == settled

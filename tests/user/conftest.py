@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,15 +54,6 @@ class Stack:
         return UserService(config, self.database, self.keyring, Passwords(config), clock=self.clock)
 
 
-@pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No INTELLIPOST_* from the developer's shell or `.env` reaches the settings."""
-    for key in list(os.environ):
-        if key.startswith("INTELLIPOST_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("INTELLIPOST_ENV_FILE", str(tmp_path / "absent.env"))
-
-
 def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> UserConfig:
     settings: dict[str, Any] = {
         "database_url": database_url,
@@ -76,7 +66,7 @@ def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> UserConf
 
 
 @pytest.fixture
-async def stack(database_url: str, tmp_path: Path, isolated_env: None) -> AsyncIterator[Stack]:
+async def stack(database_url: str, tmp_path: Path, isolated_env: Path) -> AsyncIterator[Stack]:
     config = make_config(tmp_path, database_url, max_login_attempts=3, lockout_duration_minutes=15)
     database = Database(config, migrations_package="intellipost.user")
     await database.migrate()

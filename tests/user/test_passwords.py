@@ -17,7 +17,7 @@ def config(tmp_path: Path, **overrides: object) -> UserConfig:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_env: None) -> None:
+def _isolated(isolated_env: Path) -> None:
     pass
 
 

@@ -74,6 +74,18 @@ class ProductConfig(BaseModuleConfig, DatabaseMixin, AuthMixin):
         description="How long an Idempotency-Key is remembered; after that the same key makes "
         "a new request.",
     )
+    orphan_sweep_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="How often stored image files that no image refers to (left by a crash or "
+        "a storage fault) are looked for and removed; 0 turns the sweep off.",
+    )
+    orphan_grace_minutes: float = Field(
+        60.0,
+        gt=0,
+        description="Age a file must reach before the sweep may remove it; longer than any "
+        "upload in flight.",
+    )
     storage_backend: Literal["local", "s3"] = Field(
         "local", description="Where images are kept: local (a directory) or s3 (S3-compatible)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from intellipost.product.api import router
@@ -29,11 +31,29 @@ def create_app(config: ProductConfig | None = None) -> FastAPI:
         drain_seconds=config.graceful_timeout_seconds / 2,
         key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
     )
+    products = ProductService(
+        config,
+        database,
+        storage,
+        work,
+        AiContentClient(config.ai_content_url, config.ai_timeout_seconds),
+        MercadoLibreClient(config.mercadolibre_url, config.mercadolibre_timeout_seconds),
+    )
 
     async def start_work(_: FastAPI) -> None:
         # After the migrations: products a dead process left in processing/publishing fail
         # with a reason the seller can act on.
         await work.start()
+        if config.orphan_sweep_minutes:
+            period = config.orphan_sweep_minutes * 60
+            grace = timedelta(minutes=config.orphan_grace_minutes)
+            # Soon after a start too, so a fleet redeployed more often than the period sweeps.
+            work.every(
+                "orphan-sweep",
+                period,
+                lambda: products.sweep_orphan_files(grace),
+                first_after_seconds=min(period, 60.0),
+            )
 
     async def stop_work(_: FastAPI) -> None:
         await work.stop()
@@ -50,14 +70,7 @@ def create_app(config: ProductConfig | None = None) -> FastAPI:
     )
     # Object storage degrades the service (no uploads, no pictures) but reads still work.
     app.state.health.add_check("storage", storage.ping, critical=False)
-    app.state.products = ProductService(
-        config,
-        database,
-        storage,
-        work,
-        AiContentClient(config.ai_content_url, config.ai_timeout_seconds),
-        MercadoLibreClient(config.mercadolibre_url, config.mercadolibre_timeout_seconds),
-    )
+    app.state.products = products
     return app
 
 

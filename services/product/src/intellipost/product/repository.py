@@ -10,7 +10,7 @@ from sqlalchemy import CursorResult, and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intellipost.product.models import IdempotencyKey, Product
+from intellipost.product.models import IdempotencyKey, Product, ProductImage
 
 # A product in one of these is being worked on by a background task that holds a claim.
 WORKING = ("processing", "publishing")
@@ -101,6 +101,13 @@ class ProductRepository:
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result) == 1
+
+    async def existing_images(self, image_ids: Collection[str]) -> set[str]:
+        """Which of these image ids have a row."""
+        result = await self.session.execute(
+            select(ProductImage.id).where(ProductImage.id.in_(list(image_ids)))
+        )
+        return set(result.scalars())
 
     # --- idempotency keys ----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +57,8 @@ PUBLISHABLE = ("ready", "needs_review", "failed")
 DELETABLE = tuple(s for s in STATUSES if s != "publishing")
 # Images decoded at once in this process: each can take a few hundred MB while it is open.
 IMAGE_WORKERS = 2
+# Image ids looked up per query by the sweep of orphan files.
+SWEEP_BATCH = 500
 # The content service sees the photos as thumbnails no larger than this (vision models look
 # at 512 px), each inlined only up to a size that keeps 8 of them well inside its body limit.
 PREVIEW_EDGE = 512
@@ -417,6 +419,48 @@ class ProductService:
             await self.storage.delete(keys)
         except StorageError as exc:
             log.error("could not remove stored files", keys=len(keys), error=str(exc))
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    async def sweep_orphan_files(self, grace: timedelta) -> int:
+        """Removes stored files that no image refers to and are older than ``grace``.
+
+        They are left by a crash between storing a new product's files and its commit, or by
+        a storage fault after a delete. Files of a create still in flight are younger than
+        ``grace``, so they are never taken. Returns how many files went.
+        """
+        cutoff = self.clock() - grace
+        removed = 0
+        batch: dict[str, list[str]] = {}
+        fresh: set[str] = set()
+        # Keys are products/<product>/<image>/<rendition>.<ext> and come in key order, so the
+        # files of one image are neighbours and a batch never splits them.
+        async for stored in self.storage.objects("products/"):
+            parts = stored.key.split("/")
+            if len(parts) != 4:
+                continue
+            image_id = parts[2]
+            if image_id not in batch and len(batch) >= SWEEP_BATCH:
+                removed += await self._remove_orphans(batch, fresh)
+                batch, fresh = {}, set()
+            batch.setdefault(image_id, []).append(stored.key)
+            if stored.modified > cutoff:
+                fresh.add(image_id)
+        removed += await self._remove_orphans(batch, fresh)
+        return removed
+
+    async def _remove_orphans(self, batch: dict[str, list[str]], fresh: set[str]) -> int:
+        candidates = {image_id: keys for image_id, keys in batch.items() if image_id not in fresh}
+        if not candidates:
+            return 0
+        async with self.database.session() as session:
+            known = await ProductRepository(session).existing_images(candidates)
+        orphans = {i: keys for i, keys in candidates.items() if i not in known}
+        files = [key for keys in orphans.values() for key in keys]
+        if files:
+            await self.storage.delete(files)
+            log.warning("orphan image files removed", files=len(files), images=len(orphans))
+        return len(files)
 
     # --- changing ------------------------------------------------------------------------
 

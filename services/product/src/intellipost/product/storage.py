@@ -6,7 +6,9 @@ import asyncio
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +22,7 @@ from intellipost.product.config import ProductConfig
 # the pattern is a second line of defence for the local directory.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 _S3_DELETE_BATCH = 1000
+_S3_LIST_PAGE = 1000
 
 
 class StorageError(Exception):
@@ -28,6 +31,12 @@ class StorageError(Exception):
 
 class MissingObjectError(StorageError):
     """No object under that key."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    modified: datetime
 
 
 class Storage(Protocol):
@@ -39,6 +48,10 @@ class Storage(Protocol):
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Removes the objects; keys that are already gone are not an error."""
+        ...
+
+    def objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """Every object under ``prefix``, in key order."""
         ...
 
     async def ping(self) -> str: ...
@@ -121,6 +134,25 @@ class LocalStorage:
                 return
             directory = directory.parent
 
+    async def objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        for stored in await asyncio.to_thread(self._walk, prefix):
+            yield stored
+
+    def _walk(self, prefix: str) -> list[StoredObject]:
+        found = []
+        try:
+            for directory, _, files in os.walk(self.root):
+                for name in files:
+                    path = Path(directory, name)
+                    key = path.relative_to(self.root).as_posix()
+                    # Temporary files of writes in flight are not objects yet.
+                    if key.startswith(prefix) and _KEY.fullmatch(key):
+                        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                        found.append(StoredObject(key, modified))
+        except OSError as exc:
+            raise StorageError(f"could not list the media directory ({exc.strerror})") from exc
+        return sorted(found, key=lambda stored: stored.key)
+
     async def ping(self) -> str:
         writable = await asyncio.to_thread(os.access, self.root, os.W_OK)
         if not writable:
@@ -201,6 +233,16 @@ class S3Storage:
             errors = answer.get("Errors") or []
             if errors:
                 raise StorageError(f"S3 could not delete {len(errors)} object(s)")
+
+    async def objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        page: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": _S3_LIST_PAGE}
+        while True:
+            answer = await self._call("list_objects_v2", **page)
+            for item in answer.get("Contents") or []:
+                yield StoredObject(item["Key"], item["LastModified"])
+            if not answer.get("IsTruncated"):
+                return
+            page["ContinuationToken"] = answer["NextContinuationToken"]
 
     async def ping(self) -> str:
         await self._call("head_bucket", Bucket=self.bucket)

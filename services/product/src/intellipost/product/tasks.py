@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ class BackgroundWork:
         self.worker_id = str(uuid.uuid4())
         self._tasks: set[asyncio.Task[None]] = set()
         self._keeper: asyncio.Task[None] | None = None
+        self._repeating: list[asyncio.Task[None]] = []
 
     def lease_until(self) -> datetime:
         return self.clock() + self.lease
@@ -81,11 +82,39 @@ class BackgroundWork:
         await self.purge_keys()
         self._keeper = asyncio.create_task(self._keep_claims(), name="product-claims")
 
+    def every(
+        self,
+        name: str,
+        period_seconds: float,
+        job: Callable[[], Awaitable[object]],
+        *,
+        first_after_seconds: float,
+    ) -> None:
+        """Runs ``job`` every ``period_seconds`` until :meth:`stop`; a failure waits a round."""
+        task = asyncio.create_task(
+            self._repeat(name, period_seconds, job, first_after_seconds), name=name
+        )
+        self._repeating.append(task)
+
+    @staticmethod
+    async def _repeat(
+        name: str, period: float, job: Callable[[], Awaitable[object]], first_after: float
+    ) -> None:
+        await asyncio.sleep(first_after)
+        while True:
+            try:
+                await job()
+            except Exception as exc:  # storage or database briefly away: the next round retries
+                log.warning("housekeeping failed", job=name, error=type(exc).__name__)
+            await asyncio.sleep(period)
+
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        for task in [self._keeper, *self._repeating]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._repeating.clear()
         if self._tasks:
             # Work that finishes soon is better than work to retry.
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.drain_seconds)
