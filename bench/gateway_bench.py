@@ -231,6 +231,9 @@ def _run(bench: Bench, tmp: Path, seconds: float, rounds: int) -> dict[str, Any]
         "INTELLIPOST_LOG_FORMAT": "json",
         "INTELLIPOST_LOG_LEVEL": "INFO",
         "INTELLIPOST_JWKS_URL": issuer["jwks_url"],
+        # The limiter runs (its cost is measured) but never refuses the load generator.
+        "INTELLIPOST_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000000",
+        "INTELLIPOST_GATEWAY_RATE_LIMIT_BURST": "100000000",
         # As in the container image: every line is written out when it is logged.
         "PYTHONUNBUFFERED": "1",
     }

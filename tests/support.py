@@ -66,6 +66,9 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
             "INTELLIPOST_LOG_LEVEL": "INFO",
             "INTELLIPOST_ENVIRONMENT": "test",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            # Tests send bursts from one address; the limit has tests of its own.
+            "INTELLIPOST_GATEWAY_RATE_LIMIT_PER_MINUTE": "10000000",
+            "INTELLIPOST_GATEWAY_RATE_LIMIT_BURST": "1000000",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -10,7 +10,7 @@ from pydantic_settings import NoDecode
 
 from intellipost.gateway.auth import parse_public_route
 from intellipost.shared.app import load_config
-from intellipost.shared.config import AuthMixin, BaseModuleConfig, module_config
+from intellipost.shared.config import AuthMixin, BaseModuleConfig, RedisMixin, module_config
 
 DEFAULT_ROUTES = {
     "/api/v1/auth": "user",
@@ -32,7 +32,7 @@ DEFAULT_PUBLIC_ROUTES = [
 ]
 
 
-class GatewayConfig(BaseModuleConfig, AuthMixin):
+class GatewayConfig(BaseModuleConfig, AuthMixin, RedisMixin):
     model_config = module_config("gateway")
     module = "gateway"
 
@@ -71,6 +71,15 @@ class GatewayConfig(BaseModuleConfig, AuthMixin):
     )
     token_cache_size: int = Field(
         10000, ge=0, description="Verified access tokens remembered until they expire (0: none)."
+    )
+    rate_limit_per_minute: int = Field(
+        1200,
+        ge=0,
+        description="Requests a minute per caller (the signed-in user, else the client "
+        "address); 0 turns the limit off. Shared by every replica when a Redis URL is set.",
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests a caller may make at once above the steady rate."
     )
 
     @field_validator("public_routes", mode="before")

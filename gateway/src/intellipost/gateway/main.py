@@ -1,4 +1,4 @@
-"""The gateway's ASGI app: span -> correlation -> edge auth -> size guard -> proxy or own routes."""
+"""The gateway's ASGI app: span -> correlation -> edge auth -> rate limit -> size guard -> proxy."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from intellipost.gateway.api import router
 from intellipost.gateway.auth import EdgeAuthMiddleware, PublicRoutes
 from intellipost.gateway.config import GatewayConfig, get_config
 from intellipost.gateway.proxy import Proxy, send_problem
+from intellipost.gateway.ratelimit import Limiter, MemoryLimiter, RateLimitMiddleware, RedisLimiter
 from intellipost.gateway.tracing import ServerSpanMiddleware
 from intellipost.shared.app import create_service_app
 from intellipost.shared.correlation import ROUTE_KEY, CorrelationMiddleware
 from intellipost.shared.health import CheckFn, Health
 from intellipost.shared.http import get_service_client
+from intellipost.shared.kv import redis_client
 from intellipost.shared.limits import MaxBodySizeMiddleware
 
 # Paths the gateway answers itself; everything else is routed or 404.
@@ -60,6 +62,15 @@ def _upstream_check(name: str, url: str, timeout: float) -> CheckFn:
     return check
 
 
+def _limiter(config: GatewayConfig) -> Limiter:
+    redis = redis_client(config)
+    if redis is None:
+        return MemoryLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
+    return RedisLimiter(
+        redis, config.rate_limit_per_minute, config.rate_limit_burst, prefix=config.redis_key_prefix
+    )
+
+
 def create_app(config: GatewayConfig | None = None) -> ASGIApp:
     config = config or get_config()
     proxy = Proxy(config)
@@ -75,11 +86,18 @@ def create_app(config: GatewayConfig | None = None) -> ASGIApp:
             timeout_seconds=config.readiness_timeout_seconds + 0.5,
         )
 
+    limiter = _limiter(config) if config.rate_limit_per_minute else None
+    if limiter is not None:
+        # Requests pass while the store is away (logged): degraded, not unready.
+        health.add_check("rate_limit_store", limiter.ping, critical=False)
+
     async def start_proxy(_: FastAPI) -> None:
         await proxy.start()
 
     async def stop_proxy(_: FastAPI) -> None:
         await proxy.close()
+        if limiter is not None:
+            await limiter.aclose()
 
     api = create_service_app(
         config,
@@ -93,6 +111,15 @@ def create_app(config: GatewayConfig | None = None) -> ASGIApp:
     )
     app: ASGIApp = Dispatcher(proxy, api)
     app = MaxBodySizeMiddleware(app, max_bytes=int(config.max_request_body_mb * 1024 * 1024))
+    if limiter is not None:
+        app = RateLimitMiddleware(
+            app,
+            limiter=limiter,
+            per_minute=config.rate_limit_per_minute,
+            burst=config.rate_limit_burst,
+            exempt_prefixes=_OWN_PREFIXES,
+            trust_forwarded=config.trust_forwarded_headers,
+        )
     app = EdgeAuthMiddleware(
         app,
         verifier=api.state.verifier,
