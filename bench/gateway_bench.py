@@ -239,6 +239,8 @@ def _run(bench: Bench, tmp: Path, seconds: float, rounds: int) -> dict[str, Any]
     }
     gateways = {
         "gateway": {},
+        # The same without the per-caller rate limit: the difference is what the limit costs.
+        "gateway, no rate limit": {"INTELLIPOST_GATEWAY_RATE_LIMIT_PER_MINUTE": "0"},
         "gateway + OTLP export": {"INTELLIPOST_OTEL_EXPORTER_ENDPOINT": otlp.endpoint},
     }
     targets = [
