@@ -230,13 +230,7 @@ async def test_an_idempotency_key_is_forgotten_after_its_time_to_live(
 ) -> None:
     now = [datetime.now(UTC)]
     config = ProductConfig(var_dir=isolated_env / "var", idempotency_key_ttl_hours=24)
-    work = BackgroundWork(
-        database,
-        lease_seconds=30,
-        drain_seconds=5,
-        key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
-        clock=lambda: now[0],
-    )
+    work = BackgroundWork(database, lease_seconds=30, drain_seconds=5, clock=lambda: now[0])
     service = offline_service(
         config, database, LocalStorage(isolated_env / "media"), work, clock=lambda: now[0]
     )
@@ -256,7 +250,7 @@ async def test_an_idempotency_key_is_forgotten_after_its_time_to_live(
         other, _ = await service.create("seller", BACKPACK, [jpeg()], "key-2")
         now[0] += timedelta(hours=24, seconds=1)  # key-1 (renewed) is now expired
         await add_key_at(database, "key-3", other.id, now[0])
-        assert await work.purge_keys() == 2
+        assert await service.purge_expired_keys() == 2
         async with database.session() as session:
             repo = ProductRepository(session)
             assert await repo.key("seller", "key-1") is None

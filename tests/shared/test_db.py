@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from intellipost.ai_content.config import AiContentConfig
+from intellipost.ai_content.models import AiContentBase
+from intellipost.mercadolibre.config import MercadoLibreConfig
+from intellipost.mercadolibre.models import MercadolibreBase
+from intellipost.product.config import ProductConfig
+from intellipost.product.models import ProductBase
 from intellipost.shared.db import Database
 from intellipost.user.config import UserConfig
+from intellipost.user.models import UserBase
 
 
 def _config(url: str) -> UserConfig:
@@ -55,33 +61,19 @@ def test_default_url_is_a_sqlite_file_under_the_var_dir(tmp_path: Path) -> None:
     assert Database(config).url == f"sqlite+aiosqlite:///{tmp_path}/state/user.db"
 
 
-MODULES = {
-    "user": ("intellipost.user.config:UserConfig", "intellipost.user.models:UserBase"),
-    "product": (
-        "intellipost.product.config:ProductConfig",
-        "intellipost.product.models:ProductBase",
-    ),
-    "mercadolibre": (
-        "intellipost.mercadolibre.config:MercadoLibreConfig",
-        "intellipost.mercadolibre.models:MercadolibreBase",
-    ),
-    "ai_content": (
-        "intellipost.ai_content.config:AiContentConfig",
-        "intellipost.ai_content.models:AiContentBase",
-    ),
+MODULES: dict[str, tuple[type[Any], type[Any]]] = {
+    "user": (UserConfig, UserBase),
+    "product": (ProductConfig, ProductBase),
+    "mercadolibre": (MercadoLibreConfig, MercadolibreBase),
+    "ai_content": (AiContentConfig, AiContentBase),
 }
-
-
-def _load(spec: str) -> Any:
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 async def test_each_modules_migrations_build_exactly_its_models(
     module: str, database_url: str
 ) -> None:
-    config_class, base = (_load(spec) for spec in MODULES[module])
+    config_class, base = MODULES[module]
     db = Database(
         config_class(database_url=database_url), migrations_package=f"intellipost.{module}"
     )

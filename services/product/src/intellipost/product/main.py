@@ -29,7 +29,6 @@ def create_app(config: ProductConfig | None = None) -> FastAPI:
         lease_seconds=config.task_lease_seconds,
         # Leave half the graceful period to uvicorn's own draining of requests.
         drain_seconds=config.graceful_timeout_seconds / 2,
-        key_ttl_seconds=config.idempotency_key_ttl_hours * 3600,
     )
     products = ProductService(
         config,
@@ -44,10 +43,14 @@ def create_app(config: ProductConfig | None = None) -> FastAPI:
         # After the migrations: products a dead process left in processing/publishing fail
         # with a reason the seller can act on.
         await work.start()
+        # Housekeeping starts a minute after a start, so a fleet redeployed more often than
+        # a job's period still runs it.
+        work.every(
+            "idempotency-key-purge", 3600.0, products.purge_expired_keys, first_after_seconds=60.0
+        )
         if config.orphan_sweep_minutes:
             period = config.orphan_sweep_minutes * 60
             grace = timedelta(minutes=config.orphan_grace_minutes)
-            # Soon after a start too, so a fleet redeployed more often than the period sweeps.
             work.every(
                 "orphan-sweep",
                 period,

@@ -173,6 +173,7 @@ class ProductService:
         self.mercadolibre = mercadolibre
         self.clock = clock
         self.rules = ImageRules.from_config(config)
+        self.key_ttl = timedelta(hours=config.idempotency_key_ttl_hours)
         self._decoders = asyncio.Semaphore(IMAGE_WORKERS)
 
     # --- reading -------------------------------------------------------------------------
@@ -361,7 +362,7 @@ class ProductService:
             record = await repo.key(owner_id, key)
             if record is None:
                 return None
-            if record.created_at <= self.clock() - self.work.key_ttl:
+            if record.created_at <= self.clock() - self.key_ttl:
                 # Remembered long enough: the key makes a new request, as a payment API's does.
                 await repo.drop_key(record.id)
                 await session.commit()
@@ -421,6 +422,18 @@ class ProductService:
             log.error("could not remove stored files", keys=len(keys), error=str(exc))
 
     # --- housekeeping --------------------------------------------------------------------
+
+    async def purge_expired_keys(self) -> int:
+        """Forgets Idempotency-Keys older than their time to live; returns how many.
+
+        Expired keys are already ignored when presented; this only frees their rows.
+        """
+        async with self.database.session() as session:
+            purged = await ProductRepository(session).purge_keys(self.clock() - self.key_ttl)
+            await session.commit()
+        if purged:
+            log.info("expired idempotency keys purged", count=purged)
+        return purged
 
     async def sweep_orphan_files(self, grace: timedelta) -> int:
         """Removes stored files that no image refers to and are older than ``grace``.

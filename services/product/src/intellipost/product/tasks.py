@@ -38,13 +38,11 @@ class BackgroundWork:
         *,
         lease_seconds: float,
         drain_seconds: float,
-        key_ttl_seconds: float = 24 * 3600,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.database = database
         self.lease = timedelta(seconds=lease_seconds)
         self.drain_seconds = drain_seconds
-        self.key_ttl = timedelta(seconds=key_ttl_seconds)
         self.clock = clock
         # New at every start, so a restarted process never mistakes its predecessor's claims
         # for its own.
@@ -79,7 +77,6 @@ class BackgroundWork:
 
     async def start(self) -> None:
         await self.recover()
-        await self.purge_keys()
         self._keeper = asyncio.create_task(self._keep_claims(), name="product-claims")
 
     def every(
@@ -145,15 +142,6 @@ class BackgroundWork:
             log.warning("abandoned work moved to failed", product_id=product_id, owner_id=owner_id)
         return len(failed)
 
-    async def purge_keys(self) -> int:
-        """Forgets Idempotency-Keys older than their time to live; returns how many."""
-        async with self.database.session() as session:
-            purged = await ProductRepository(session).purge_keys(self.clock() - self.key_ttl)
-            await session.commit()
-        if purged:
-            log.info("expired idempotency keys purged", count=purged)
-        return purged
-
     async def _keep_claims(self) -> None:
         period = self.lease.total_seconds() / 3
         while True:
@@ -165,6 +153,5 @@ class BackgroundWork:
                     )
                     await session.commit()
                 await self.recover()
-                await self.purge_keys()
             except Exception as exc:  # the database may be briefly away; try again next round
                 log.warning("could not renew work claims", error=type(exc).__name__)
